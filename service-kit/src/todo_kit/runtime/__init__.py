@@ -1,0 +1,1 @@
+"""The runtime port and its implementations (embedded; Dapr)."""

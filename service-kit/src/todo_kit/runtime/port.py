@@ -1,0 +1,106 @@
+"""The runtime port: what a service unit may ask of whatever hosts it.
+
+A unit declares its servicers, subscriptions and job handlers (ServiceUnit)
+and uses a Runtime to publish, call other services and schedule jobs. The
+embedded runtime runs every unit in one process; the Dapr runtime runs each in
+its own process beside a daprd sidecar. A unit cannot tell which one hosts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
+
+from todo_contracts.envelope import DecodedEvent
+from todo_kit.messaging import OutgoingEvent
+
+if TYPE_CHECKING:
+    from todo_kit.config import Settings
+    from todo_kit.db import Database
+    from todo_kit.messaging import Outbox
+
+EventHandler = Callable[[DecodedEvent], Awaitable[None]]
+"""Handles one event; raising means "retry later" (the event is redelivered)."""
+
+JobHandler = Callable[[str, bytes], Awaitable[None]]
+"""Handles one fired job (its name and data); raising means "fire again later"."""
+
+
+class Runtime(Protocol):
+    """What a service unit can ask of its host."""
+
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Publishes encoded events, in order, each on its topic keyed by its partition key."""
+
+    def channel(self, app_id: str) -> grpc.aio.Channel:
+        """A gRPC channel for commands to another service."""
+
+    async def schedule_job(self, app_id: str, name: str, due_time: datetime, data: bytes) -> None:
+        """Schedules (or replaces) job `name` of app_id to fire once at due_time, at least once."""
+
+    async def delete_job(self, app_id: str, name: str) -> None:
+        """Deletes a job that has not fired; deleting a missing job is not an error."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A unit's interest in the events of a topic."""
+
+    topic: str
+    handler: EventHandler
+    # Only these event types are handed to the handler; others are acknowledged
+    # and skipped. Empty means every type on the topic.
+    event_types: frozenset[str] = frozenset()
+
+
+@dataclass
+class UnitContext:
+    """What a unit gets when it is wired into a host."""
+
+    settings: Settings
+    db: Database
+    outbox: Outbox
+    runtime: Runtime
+
+
+@dataclass
+class ServiceUnit:
+    """One service as a unit that a host can run.
+
+    app_id: the service's name (and Dapr app id), e.g. "task_svc".
+    database: the name of its own database.
+    migrations: its Alembic script folder.
+    service_names: full names of the gRPC services it serves (for health and reflection).
+    register: adds its servicers to the server, given its context.
+    subscriptions / job_handlers: filled by register() from the context.
+    """
+
+    app_id: str
+    database: str
+    migrations: Path
+    service_names: tuple[str, ...]
+    register: Callable[[grpc.aio.Server, UnitContext], Awaitable[UnitWiring]]
+
+
+@dataclass
+class UnitWiring:
+    """What a unit declared when it was registered."""
+
+    subscriptions: list[Subscription] = field(default_factory=list)
+    # Job name prefix -> handler; a job goes to the handler of its longest matching prefix.
+    job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+    # Background work the unit runs while it is up (started after the server).
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Called on shutdown, after the server stopped taking calls.
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def handler_for_job(handlers: dict[str, JobHandler], name: str) -> JobHandler | None:
+    """The handler of the longest prefix of name, if any."""
+    best = max((p for p in handlers if name.startswith(p)), key=len, default=None)
+    return handlers[best] if best is not None else None
