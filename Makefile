@@ -9,21 +9,26 @@ BUF := $(VENV)/bin/buf
 INSTALLED := $(VENV)/.installed
 PROTO_DEPS := build/proto-deps
 
-.PHONY: up test check contracts proto-deps lint-proto check-contracts lint-python unit clean
+PACKAGES := contracts-py service-kit task_svc
 
-up:
-	@echo "make up: no service exists yet; the contract (proto/, contracts-py/) is all there is."
-	@echo "The embedded default that runs every service in one process comes with the task service."
-	@exit 2
+.PHONY: up token test check contracts proto-deps lint-proto check-contracts lint-python unit clean
+
+# Every service in one process on an embedded PostgreSQL; data in ./.data.
+up: $(INSTALLED)
+	$(PY) -m todo_kit.embedded_host
+
+# A bearer token for USER, signed with this data folder's key.
+token: $(INSTALLED)
+	@$(PY) -m todo_kit.tokens $(USER)
 
 test: check unit
 
 check: lint-proto check-contracts lint-python
 
-$(INSTALLED): requirements/dev.txt contracts-py/pyproject.toml
+$(INSTALLED): requirements/dev.txt requirements/services.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -e contracts-py
+	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -e ,$(PACKAGES))
 	touch $@
 
 proto-deps: $(INSTALLED)
@@ -46,7 +51,7 @@ check-contracts: $(INSTALLED)
 lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py
+	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src task_svc/src
 
 unit: $(INSTALLED)
 	$(PY) -m pytest -q

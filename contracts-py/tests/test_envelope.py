@@ -6,7 +6,6 @@ import random
 from datetime import UTC, datetime
 
 import pytest
-from conftest import populate
 from google.protobuf.message import Message
 
 from todo_contracts import envelope, topics
@@ -14,6 +13,7 @@ from todo_contracts.cloudevents.v1.cloudevents_pb2 import CloudEvent
 from todo_contracts.reminder.v1 import events_pb2 as reminder_events
 from todo_contracts.task.v1 import events_pb2 as task_events
 from todo_contracts.task.v1 import task_pb2
+from todo_contracts.testing import populate
 
 ALL_EVENT_TYPES = sorted(topics.event_types().items())
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -51,6 +51,7 @@ class Settings:
     TODO_DATA_DIR: embedded mode's data folder (PostgreSQL, signing key).
     TODO_DATABASE_URL: a PostgreSQL URL with "{database}" standing for each
       service's database name; empty in embedded mode (the embedded server is used).
+    TODO_DATABASE_PREFIX: put before every database name (to share one server).
     TODO_JWT_SECRET / TODO_JWT_SECRET_FILE: the token signing key (a secret).
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
@@ -61,6 +62,7 @@ class Settings:
     grpc_port: int
     data_dir: Path
     database_url: str
+    database_prefix: str
     jwt_secret: str
     jwt_secret_file: str
     log_level: str
@@ -76,6 +78,7 @@ class Settings:
             grpc_port=_int(env, "TODO_GRPC_PORT", 50051, 0, 65535),
             data_dir=Path(_get(env, "TODO_DATA_DIR", ".data")).expanduser().resolve(),
             database_url=env.get("TODO_DATABASE_URL", ""),
+            database_prefix=env.get("TODO_DATABASE_PREFIX", ""),
             jwt_secret=env.get("TODO_JWT_SECRET", ""),
             jwt_secret_file=env.get("TODO_JWT_SECRET_FILE", ""),
             log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -83,6 +86,8 @@ class Settings:
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")
+        if not all(c.isalnum() or c == "_" for c in settings.database_prefix):
+            raise ConfigError("TODO_DATABASE_PREFIX may hold only letters, digits and _")
         if settings.runtime == "dapr" and not settings.database_url:
             raise ConfigError("TODO_DATABASE_URL is required with TODO_RUNTIME=dapr")
         if settings.runtime == "dapr" and not (settings.jwt_secret or settings.jwt_secret_file):

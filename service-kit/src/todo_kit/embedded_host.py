@@ -79,20 +79,25 @@ class EmbeddedHost:
             admin_url = await asyncio.to_thread(start_embedded_postgres, settings)
 
         def url_of(name: str) -> str:
-            return settings.database_url.format(database=name) if settings.database_url else database_url(admin_url, name)
+            if settings.database_url:
+                return settings.database_url.format(database=name)
+            return database_url(admin_url, name)
+
+        prefix = settings.database_prefix
 
         tracing = configure_tracing(settings, "todo-embedded")
         self.server = KitServer(settings, verifier, tracing=tracing)
-        await ensure_database(admin_url, RUNTIME_DATABASE)
-        runtime_db = Database(url_of(RUNTIME_DATABASE))
+        await ensure_database(admin_url, prefix + RUNTIME_DATABASE)
+        runtime_db = Database(url_of(prefix + RUNTIME_DATABASE))
         self.databases[RUNTIME_DATABASE] = runtime_db
         # The server address is known only after binding; the runtime reads it lazily.
         self.runtime = EmbeddedRuntime(runtime_db, server_address="")
         await self.runtime.create_schema()
         for unit in self.units:
-            await ensure_database(admin_url, unit.database)
-            await migrate(unit.migrations, url_of(unit.database))
-            db = Database(url_of(unit.database))
+            name = prefix + unit.database
+            await ensure_database(admin_url, name)
+            await migrate(unit.migrations, url_of(name))
+            db = Database(url_of(name))
             self.databases[unit.database] = db
             outbox = Outbox(source=f"/todo/{unit.app_id}")
             self.outboxes[unit.app_id] = outbox
@@ -154,9 +159,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await host.start()
     print(
-        BANNER.format(
-            address=host.address, units=", ".join(u.app_id for u in host.units), data_dir=settings.data_dir
-        ),
+        BANNER.format(address=host.address, units=", ".join(u.app_id for u in host.units), data_dir=settings.data_dir),
         file=sys.stderr,
         flush=True,
     )

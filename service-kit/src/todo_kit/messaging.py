@@ -11,11 +11,13 @@ it processed in the same transaction as their effect (claim_event).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
@@ -122,7 +124,7 @@ class Outbox:
         time: datetime | None = None,
     ) -> list[str]:
         """Adds (event, subject) pairs in one statement; returns their CloudEvent ids."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for event, subject in events:
             ce = envelope.wrap(event, source=self.source, subject=subject, traceparent=traceparent, time=time)
             rows.append(
@@ -155,11 +157,11 @@ async def claim_event(conn: AsyncConnection, consumer: str, event_id: str) -> bo
     return inserted.first() is not None
 
 
-class Publisher:
+class Publisher(Protocol):
     """What the relay needs from a runtime: publish encoded events in order."""
 
-    async def publish(self, events: Sequence[OutgoingEvent]) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Publishes events; returns only when every one was accepted."""
 
 
 class OutboxRelay:
@@ -194,9 +196,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            events = [
-                OutgoingEvent(r.event_id, r.topic, r.partition_key, r.event_type, bytes(r.payload)) for r in rows
-            ]
+            events = [OutgoingEvent(r.event_id, r.topic, r.partition_key, r.event_type, bytes(r.payload)) for r in rows]
             await self.publisher.publish(events)
             await conn.execute(
                 sa.update(outbox_table)
@@ -222,7 +222,5 @@ class OutboxRelay:
                 continue
             if published:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_interval)
-            except TimeoutError:
-                pass

@@ -107,21 +107,27 @@ def _internal(method: str) -> DomainError:
     return error
 
 
+_tracer_provider: Any = None
+
+
 def configure_tracing(settings: Settings, service_name: str) -> list[grpc.aio.ServerInterceptor]:
-    """Sets up OpenTelemetry: spans always (so logs carry trace ids), OTLP export when configured."""
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    """Sets up OpenTelemetry once per process: spans always (so logs carry trace ids), OTLP export when configured."""
+    global _tracer_provider
+    if _tracer_provider is None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if settings.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        _tracer_provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        if settings.otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
-    trace.set_tracer_provider(provider)
+            exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
+            _tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(_tracer_provider)
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [aio_server_interceptor(tracer_provider=provider)]
+    return [aio_server_interceptor(tracer_provider=_tracer_provider)]
 
 
 class KitServer:

@@ -20,11 +20,13 @@ Commands: gRPC over loopback to the one server that hosts every unit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import sqlalchemy as sa
@@ -228,12 +230,10 @@ class EmbeddedRuntime:
                 position = row.seq
                 await self._save_position(consumer, position)
             if not rows:
-                try:
-                    # The wake comes from publish in this process; the timeout
-                    # is only a safety net.
+                # The wake comes from publish in this process; the timeout
+                # is only a safety net.
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=5.0)
-                except TimeoutError:
-                    pass
 
     async def _save_position(self, consumer: _Consumer, position: int) -> None:
         while True:
@@ -314,9 +314,7 @@ class EmbeddedRuntime:
                             .limit(1000)
                         )
                     ).all()
-                    next_due = await conn.scalar(
-                        sa.select(sa.func.min(jobs.c.due_time)).where(jobs.c.due_time > now)
-                    )
+                    next_due = await conn.scalar(sa.select(sa.func.min(jobs.c.due_time)).where(jobs.c.due_time > now))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -338,13 +336,10 @@ class EmbeddedRuntime:
             if due and (timeout is None or timeout > 0.05):
                 # Jobs in flight may be rescheduled (retry); look again soon.
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._jobs_wake.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
 
-    async def _fire(self, job: sa.Row[tuple[str, str, datetime, bytes, int]], limit: asyncio.Semaphore,
-                    in_flight: set[tuple[str, str]]) -> None:  # fmt: skip
+    async def _fire(self, job: Any, limit: asyncio.Semaphore, in_flight: set[tuple[str, str]]) -> None:
         app_id, name, due_time, data, attempts = job
         try:
             async with limit:
@@ -375,9 +370,7 @@ class EmbeddedRuntime:
                 # meanwhile (new due time) stays.
                 async with self.db.transaction() as conn:
                     await conn.execute(
-                        sa.delete(jobs).where(
-                            jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.due_time == due_time
-                        )
+                        sa.delete(jobs).where(jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.due_time == due_time)
                     )
         finally:
             in_flight.discard((app_id, name))

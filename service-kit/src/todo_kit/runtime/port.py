@@ -8,11 +8,11 @@ its own process beside a daprd sidecar. A unit cannot tell which one hosts it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -95,7 +95,7 @@ class UnitWiring:
     # Job name prefix -> handler; a job goes to the handler of its longest matching prefix.
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     # Background work the unit runs while it is up (started after the server).
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Called on shutdown, after the server stopped taking calls.
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

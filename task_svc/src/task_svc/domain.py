@@ -1,0 +1,334 @@
+"""The task rules, free of I/O: what a valid task is, how updates apply, how listing pages.
+
+Functions take and return todo.task.v1 messages; bad input is collected into a
+Violations so one INVALID_ARGUMENT names every bad field.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from todo_contracts.common.v1 import common_pb2
+from todo_contracts.task.v1 import task_pb2, task_service_pb2
+from todo_kit import rrules, zoned
+from todo_kit.errors import InvalidArgument, Violations
+
+TITLE_MAX = 500
+DESCRIPTION_MAX = 10_000
+TAGS_MAX = 50
+TAG_MAX = 64
+REMINDERS_MAX = 20
+REQUEST_ID_MAX = 128
+QUERY_MAX = 200
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 1000
+MAX_OFFSET_SECONDS = 366 * 24 * 3600
+TAG_PATTERN = re.compile(r"^[\w\-:/]+$")
+
+# Fields UpdateTask may change, with the sub-paths allowed under them.
+UPDATABLE = {
+    "title": (),
+    "description": (),
+    "priority": (),
+    "tags": (),
+    "due": ("local_time", "time_zone"),
+    "reminders": (),
+    "recurrence": ("rrule", "repeat_from", "skip_missed", "create_lead_time"),
+}
+
+
+def normalize_tags(tags: Iterable[str], violations: Violations, field: str) -> list[str]:
+    """Trims, lower-cases and de-duplicates tags, keeping first-seen order."""
+    tags = list(tags)
+    if len(tags) > TAGS_MAX:
+        violations.add(field, f"at most {TAGS_MAX} tags, got {len(tags)}")
+        return []
+    seen: dict[str, None] = {}
+    for index, raw in enumerate(tags):
+        tag = raw.strip().lower()
+        if not tag or len(tag) > TAG_MAX or not TAG_PATTERN.match(tag):
+            violations.add(
+                f"{field}[{index}]", f"a tag is 1 to {TAG_MAX} letters, digits, '-', '_', ':' or '/', got {raw[:80]!r}"
+            )
+            continue
+        seen.setdefault(tag, None)
+    return list(seen)
+
+
+def _check_zoned(value: common_pb2.ZonedDateTime, violations: Violations, field: str) -> zoned.ZonedTime | None:
+    try:
+        local = zoned.parse_local(value.local_time)
+    except ValueError as exc:
+        violations.add(f"{field}.local_time", str(exc))
+        local = None
+    try:
+        zoned.zone_named(value.time_zone)
+    except ValueError as exc:
+        violations.add(f"{field}.time_zone", str(exc))
+        return None
+    return None if local is None else zoned.resolve(local, value.time_zone)
+
+
+def _check_duration(value: duration_pb2.Duration, violations: Violations, field: str) -> None:
+    seconds = value.seconds + value.nanos / 1e9
+    if seconds < 0 or seconds > MAX_OFFSET_SECONDS:
+        violations.add(field, "must be between 0 and 366 days")
+
+
+def checked_task(task: task_pb2.Task, violations: Violations, field: str = "task") -> task_pb2.Task:
+    """The client-settable fields of task, validated and normalized.
+
+    Output-only fields are dropped; the due time gets its instant; reminder
+    rules get ids; a recurrence gets its series start.
+    """
+    out = task_pb2.Task()
+    title = task.title.strip()
+    if not title:
+        violations.add(f"{field}.title", "must not be empty")
+    elif len(title) > TITLE_MAX:
+        violations.add(f"{field}.title", f"at most {TITLE_MAX} characters, got {len(title)}")
+    out.title = title
+    if len(task.description) > DESCRIPTION_MAX:
+        violations.add(f"{field}.description", f"at most {DESCRIPTION_MAX} characters, got {len(task.description)}")
+    out.description = task.description
+    if task.priority not in task_pb2.Priority.values():
+        violations.add(f"{field}.priority", f"unknown priority {task.priority}")
+    out.priority = task.priority or task_pb2.PRIORITY_NONE
+    out.tags[:] = normalize_tags(task.tags, violations, f"{field}.tags")
+    due = None
+    if task.HasField("due"):
+        due = _check_zoned(task.due, violations, f"{field}.due")
+        if due is not None:
+            out.due.CopyFrom(due.to_proto())
+    _check_reminders(task, out, due is not None, violations, field)
+    if task.HasField("recurrence"):
+        _check_recurrence(task.recurrence, out, due, violations, f"{field}.recurrence")
+    return out
+
+
+def _check_reminders(
+    task: task_pb2.Task, out: task_pb2.Task, has_due: bool, violations: Violations, field: str
+) -> None:
+    if len(task.reminders) > REMINDERS_MAX:
+        violations.add(f"{field}.reminders", f"at most {REMINDERS_MAX} reminder rules, got {len(task.reminders)}")
+        return
+    seen_ids: set[str] = set()
+    for index, rule in enumerate(task.reminders):
+        where = f"{field}.reminders[{index}]"
+        checked = task_pb2.ReminderRule(rule_id=rule.rule_id.strip() or uuid.uuid4().hex[:12])
+        if len(checked.rule_id) > 64:
+            violations.add(f"{where}.rule_id", "at most 64 characters")
+        if checked.rule_id in seen_ids:
+            violations.add(f"{where}.rule_id", f"{checked.rule_id!r} is used by another rule of this task")
+        seen_ids.add(checked.rule_id)
+        trigger = rule.WhichOneof("trigger")
+        if trigger == "at":
+            at = _check_zoned(rule.at, violations, f"{where}.at")
+            if at is not None:
+                checked.at.CopyFrom(at.to_proto())
+        elif trigger == "before_due":
+            _check_duration(rule.before_due, violations, f"{where}.before_due")
+            if not has_due:
+                violations.add(
+                    f"{where}.before_due", "a reminder before the due time needs the task to have a due time"
+                )
+            checked.before_due.CopyFrom(rule.before_due)
+        else:
+            violations.add(where, "set either at or before_due")
+        out.reminders.append(checked)
+
+
+def _check_recurrence(
+    rec: task_pb2.Recurrence,
+    out: task_pb2.Task,
+    due: zoned.ZonedTime | None,
+    violations: Violations,
+    field: str,
+) -> None:
+    for part, message in rrules.rule_problems(rec.rrule):
+        violations.add(f"{field}.rrule", f"{part}: {message}" if part else message)
+    if due is None:
+        violations.add(f"{field}", "a recurring task needs a due time (the first occurrence)")
+    if rec.repeat_from not in task_pb2.RepeatFrom.values():
+        violations.add(f"{field}.repeat_from", f"unknown value {rec.repeat_from}")
+    if rec.HasField("create_lead_time"):
+        _check_duration(rec.create_lead_time, violations, f"{field}.create_lead_time")
+    checked = out.recurrence
+    checked.rrule = rec.rrule.strip()
+    checked.repeat_from = rec.repeat_from or task_pb2.REPEAT_FROM_DUE_DATE
+    checked.skip_missed = rec.skip_missed
+    if rec.HasField("create_lead_time"):
+        checked.create_lead_time.CopyFrom(rec.create_lead_time)
+    if due is not None:
+        checked.series_start.CopyFrom(due.to_proto())
+
+
+def apply_update(current: task_pb2.Task, patch: Any, paths: Iterable[str]) -> tuple[task_pb2.Task, list[str]]:
+    """The task after changing the fields in paths to patch's values, and the top-level fields that changed.
+
+    Raises InvalidArgument for an empty mask, a path that cannot be updated,
+    or a result that is not a valid task.
+    """
+    paths = list(paths)
+    violations = Violations()
+    if not paths:
+        violations.add("update_mask", "name at least one field to change")
+    for path in paths:
+        top, _, sub = path.partition(".")
+        if top not in UPDATABLE or (sub and sub not in UPDATABLE[top]):
+            allowed = ", ".join(sorted([*UPDATABLE, *(f"{k}.{s}" for k, v in UPDATABLE.items() for s in v)]))
+            violations.add("update_mask", f"{path!r} cannot be updated; allowed: {allowed}")
+    violations.raise_if_any()
+    # Field names come from the mask at run time: typed accessors do not apply.
+    merged: Any = task_pb2.Task()
+    merged.CopyFrom(current)
+    for path in paths:
+        top, _, sub = path.partition(".")
+        if not sub:
+            if top in ("tags", "reminders"):
+                del getattr(merged, top)[:]
+                getattr(merged, top).extend(getattr(patch, top))
+            elif top in ("due", "recurrence"):
+                if patch.HasField(top):
+                    getattr(merged, top).CopyFrom(getattr(patch, top))
+                else:
+                    merged.ClearField(top)
+            else:
+                setattr(merged, top, getattr(patch, top))
+        else:
+            # A sub-path changes only that part: editing the date keeps the zone.
+            parent = getattr(merged, top)
+            source = getattr(patch, top)
+            if sub == "create_lead_time":
+                if source.HasField(sub):
+                    parent.create_lead_time.CopyFrom(source.create_lead_time)
+                else:
+                    parent.ClearField(sub)
+            else:
+                setattr(parent, sub, getattr(source, sub))
+    checked = checked_task(merged, violations)
+    violations.raise_if_any()
+    if current.HasField("recurrence") and checked.HasField("recurrence"):
+        # The series keeps its identity; its start moves only when the rule changes.
+        checked.recurrence.series_id = current.recurrence.series_id
+        checked.recurrence.occurrence_index = current.recurrence.occurrence_index
+        if checked.recurrence.rrule == current.recurrence.rrule and current.recurrence.HasField("series_start"):
+            checked.recurrence.series_start.CopyFrom(current.recurrence.series_start)
+    result: Any = task_pb2.Task()
+    result.CopyFrom(current)
+    for name in UPDATABLE:
+        result.ClearField(name)
+    result.MergeFrom(checked)  # checked holds exactly the client-settable fields
+    changed = [name for name in UPDATABLE if _field_differs(current, result, name)]
+    return result, changed
+
+
+def _field_differs(a: Any, b: Any, name: str) -> bool:
+    if name in ("due", "recurrence"):
+        return bool(a.HasField(name) != b.HasField(name) or getattr(a, name) != getattr(b, name))
+    return bool(getattr(a, name) != getattr(b, name))
+
+
+def check_request_id(value: str) -> None:
+    """A client request id is at most 128 printable characters."""
+    if len(value) > REQUEST_ID_MAX or not value.isprintable():
+        raise InvalidArgument([("client_request_id", f"at most {REQUEST_ID_MAX} printable characters")])
+
+
+def check_task_id(value: str, field: str = "task_id") -> str:
+    """Task ids are UUIDs; anything else is INVALID_ARGUMENT."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError):
+        raise InvalidArgument([(field, f"{value[:80]!r} is not a task id")]) from None
+
+
+# --- listing ---------------------------------------------------------------
+
+
+def check_list_request(request: task_service_pb2.ListTasksRequest) -> tuple[int, int]:
+    """Validates a ListTasks request; returns (page size, offset)."""
+    violations = Violations()
+    if request.page_size < 0 or request.page_size > PAGE_SIZE_MAX:
+        violations.add("page_size", f"must be between 1 and {PAGE_SIZE_MAX} (0 means {PAGE_SIZE_DEFAULT})")
+    if len(request.query) > QUERY_MAX:
+        violations.add("query", f"at most {QUERY_MAX} characters")
+    for status in request.statuses:
+        if status not in (task_pb2.TASK_STATUS_OPEN, task_pb2.TASK_STATUS_COMPLETED):
+            violations.add("statuses", f"unknown status {status}")
+    for priority in request.priorities:
+        if priority not in task_pb2.Priority.values():
+            violations.add("priorities", f"unknown priority {priority}")
+    normalize_tags(request.tags_any, violations, "tags_any")
+    normalize_tags(request.tags_all, violations, "tags_all")
+    if request.series_id:
+        try:
+            uuid.UUID(request.series_id)
+        except ValueError:
+            violations.add("series_id", "is not a series id")
+    if request.order_by not in task_service_pb2.TaskOrderBy.values():
+        violations.add("order_by", f"unknown order {request.order_by}")
+    if request.order_by == task_service_pb2.TASK_ORDER_BY_RELEVANCE and not search_words(request.query):
+        violations.add("order_by", "relevance needs a query")
+    if request.sort_order not in common_pb2.SortOrder.values():
+        violations.add("sort_order", f"unknown sort order {request.sort_order}")
+    dr = request.due_range
+    if dr.HasField("start_time") and dr.HasField("end_time") and dr.start_time.ToDatetime() >= dr.end_time.ToDatetime():
+        violations.add("due_range", "start_time must be before end_time")
+    offset = 0
+    if request.page_token:
+        try:
+            offset = decode_page_token(request.page_token, query_fingerprint(request))
+        except ValueError as exc:
+            violations.add("page_token", str(exc))
+    violations.raise_if_any()
+    return request.page_size or PAGE_SIZE_DEFAULT, offset
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a search query (letters and digits only, at most 16)."""
+    return re.findall(r"\w+", query.lower())[:16]
+
+
+def query_fingerprint(request: task_service_pb2.ListTasksRequest) -> str:
+    """Identifies the filters and sort of a listing, so a page token is used only with them."""
+    key = task_service_pb2.ListTasksRequest()
+    key.CopyFrom(request)
+    key.ClearField("page_token")
+    key.ClearField("page_size")
+    return hashlib.sha256(key.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def encode_page_token(offset: int, fingerprint: str) -> str:
+    """An opaque token for the page starting at offset."""
+    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fingerprint: str) -> int:
+    """The offset in a page token; ValueError if it is garbage or from another listing."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        offset, seen = data["o"], data["f"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("is not a page token returned by ListTasks") from None
+    if not isinstance(offset, int) or offset < 0 or offset > 10_000_000 or not isinstance(seen, str):
+        raise ValueError("is not a page token returned by ListTasks")
+    if seen != fingerprint:
+        raise ValueError("belongs to a listing with other filters or sort")
+    return offset
+
+
+def now_utc() -> datetime:
+    """The current instant (one place, so tests and code agree it is UTC)."""
+    return datetime.now(UTC)

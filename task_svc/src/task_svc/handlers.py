@@ -1,0 +1,263 @@
+"""TaskService over gRPC, and the task service's event handler (OccurrenceRequested)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from task_svc import domain
+from task_svc.storage import TaskRepository, new_task_id
+from todo_contracts.envelope import DecodedEvent
+from todo_contracts.task.v1 import events_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
+from todo_kit.auth import current_user
+from todo_kit.db import Database
+from todo_kit.errors import InvalidArgument, NotFound, VersionConflict, Violations
+from todo_kit.messaging import Outbox, claim_event
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "task_svc"
+Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
+
+
+def _not_found(task_id: str) -> NotFound:
+    return NotFound(f"task {task_id} not found")
+
+
+def _check_version(task: task_pb2.Task, expected: int) -> None:
+    if expected and expected != task.version:
+        raise VersionConflict(f"task {task.task_id} is at version {task.version}, not {expected}; reload and retry")
+
+
+def _stamp_changed(task: task_pb2.Task) -> None:
+    task.version += 1
+    task.update_time.FromDatetime(domain.now_utc())
+
+
+class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
+    """Every TaskService RPC, acting as the authenticated user."""
+
+    def __init__(self, db: Database, outbox: Outbox) -> None:
+        self.db = db
+        self.outbox = outbox
+
+    async def CreateTask(
+        self, request: task_service_pb2.CreateTaskRequest, context: Context
+    ) -> task_service_pb2.CreateTaskResponse:
+        user = current_user()
+        request_id = request.client_request_id
+        if request_id:
+            domain.check_request_id(request_id)
+        violations = Violations()
+        if not request.HasField("task"):
+            violations.add("task", "is required")
+        task = domain.checked_task(request.task, violations)
+        violations.raise_if_any()
+        # Two tries: a concurrent create with the same request id may commit
+        # first, and then the second try returns its task.
+        for _ in range(2):
+            async with self.db.transaction() as conn:
+                repo = TaskRepository(conn)
+                if request_id:
+                    existing = await repo.task_for_request(user, request_id)
+                    if existing is not None:
+                        found = await repo.get(user, existing)
+                        if found is None:
+                            raise NotFound(f"the task created by request {request_id!r} has been deleted")
+                        return task_service_pb2.CreateTaskResponse(task=found)
+                created = self._new_task(user, task)
+                if request_id and not await repo.remember_request(user, request_id, created.task_id):
+                    continue
+                if created.HasField("recurrence"):
+                    await repo.claim_occurrence(created.recurrence.series_id, 1, created.task_id)
+                await repo.insert(created)
+                await self.outbox.add_event(
+                    conn, events_pb2.TaskCreated(user_id=user, task=created), subject=created.task_id
+                )
+                return task_service_pb2.CreateTaskResponse(task=created)
+        raise VersionConflict(f"request {request_id!r} is being handled by another call; retry")
+
+    @staticmethod
+    def _new_task(user: str, checked: task_pb2.Task) -> task_pb2.Task:
+        task = task_pb2.Task()
+        task.CopyFrom(checked)
+        task.task_id = new_task_id()
+        task.user_id = user
+        task.status = task_pb2.TASK_STATUS_OPEN
+        now = domain.now_utc()
+        task.create_time.FromDatetime(now)
+        task.update_time.FromDatetime(now)
+        task.version = 1
+        if task.HasField("recurrence"):
+            task.recurrence.series_id = str(uuid.uuid4())
+            task.recurrence.occurrence_index = 1
+        return task
+
+    async def GetTask(
+        self, request: task_service_pb2.GetTaskRequest, context: Context
+    ) -> task_service_pb2.GetTaskResponse:
+        user = current_user()
+        task_id = domain.check_task_id(request.task_id)
+        async with self.db.transaction() as conn:
+            task = await TaskRepository(conn).get(user, task_id)
+        if task is None:
+            raise _not_found(task_id)
+        return task_service_pb2.GetTaskResponse(task=task)
+
+    async def UpdateTask(
+        self, request: task_service_pb2.UpdateTaskRequest, context: Context
+    ) -> task_service_pb2.UpdateTaskResponse:
+        user = current_user()
+        if not request.HasField("task"):
+            raise InvalidArgument([("task", "is required")])
+        task_id = domain.check_task_id(request.task.task_id, "task.task_id")
+        async with self.db.transaction() as conn:
+            repo = TaskRepository(conn)
+            current = await repo.get(user, task_id, for_update=True)
+            if current is None:
+                raise _not_found(task_id)
+            _check_version(current, request.expected_version)
+            updated, changed = domain.apply_update(current, request.task, request.update_mask.paths)
+            if not changed:
+                return task_service_pb2.UpdateTaskResponse(task=current)
+            if updated.HasField("recurrence") and not updated.recurrence.series_id:
+                # Becoming recurring starts a series with this task as its first occurrence.
+                updated.recurrence.series_id = str(uuid.uuid4())
+                updated.recurrence.occurrence_index = 1
+                await repo.claim_occurrence(updated.recurrence.series_id, 1, updated.task_id)
+            _stamp_changed(updated)
+            await repo.update(updated)
+            await self.outbox.add_event(
+                conn,
+                events_pb2.TaskUpdated(user_id=user, task=updated, previous=current, changed_fields=changed),
+                subject=task_id,
+            )
+        return task_service_pb2.UpdateTaskResponse(task=updated)
+
+    async def CompleteTask(
+        self, request: task_service_pb2.CompleteTaskRequest, context: Context
+    ) -> task_service_pb2.CompleteTaskResponse:
+        task = await self._set_status(request.task_id, request.expected_version, task_pb2.TASK_STATUS_COMPLETED)
+        return task_service_pb2.CompleteTaskResponse(task=task)
+
+    async def ReopenTask(
+        self, request: task_service_pb2.ReopenTaskRequest, context: Context
+    ) -> task_service_pb2.ReopenTaskResponse:
+        task = await self._set_status(request.task_id, request.expected_version, task_pb2.TASK_STATUS_OPEN)
+        return task_service_pb2.ReopenTaskResponse(task=task)
+
+    async def _set_status(self, raw_task_id: str, expected_version: int, status: int) -> task_pb2.Task:
+        user = current_user()
+        task_id = domain.check_task_id(raw_task_id)
+        async with self.db.transaction() as conn:
+            repo = TaskRepository(conn)
+            task = await repo.get(user, task_id, for_update=True)
+            if task is None:
+                raise _not_found(task_id)
+            _check_version(task, expected_version)
+            if task.status == status:
+                return task  # completing a completed task (or reopening an open one) changes nothing
+            task.status = status  # type: ignore[assignment]
+            _stamp_changed(task)
+            event: events_pb2.TaskCompleted | events_pb2.TaskReopened
+            if status == task_pb2.TASK_STATUS_COMPLETED:
+                task.complete_time.CopyFrom(task.update_time)
+                event = events_pb2.TaskCompleted(user_id=user, task=task)
+            else:
+                task.ClearField("complete_time")
+                event = events_pb2.TaskReopened(user_id=user, task=task)
+            await repo.update(task)
+            await self.outbox.add_event(conn, event, subject=task_id)
+        return task
+
+    async def DeleteTask(
+        self, request: task_service_pb2.DeleteTaskRequest, context: Context
+    ) -> task_service_pb2.DeleteTaskResponse:
+        user = current_user()
+        task_id = domain.check_task_id(request.task_id)
+        async with self.db.transaction() as conn:
+            repo = TaskRepository(conn)
+            task = await repo.get(user, task_id, for_update=True)
+            if task is None:
+                raise _not_found(task_id)
+            _check_version(task, request.expected_version)
+            await repo.delete(task_id)
+            if request.end_series and task.recurrence.series_id:
+                await repo.end_series(task.recurrence.series_id)
+            event = events_pb2.TaskDeleted(user_id=user, task=task, end_series=request.end_series)
+            event.delete_time.FromDatetime(domain.now_utc())
+            await self.outbox.add_event(conn, event, subject=task_id)
+        return task_service_pb2.DeleteTaskResponse(task=task)
+
+    async def ListTasks(
+        self, request: task_service_pb2.ListTasksRequest, context: Context
+    ) -> task_service_pb2.ListTasksResponse:
+        user = current_user()
+        page_size, offset = domain.check_list_request(request)
+        async with self.db.engine.connect() as conn:
+            found, total = await TaskRepository(conn).list(user, request, page_size, offset, domain.now_utc())
+        response = task_service_pb2.ListTasksResponse(tasks=found, total_size=total)
+        if offset + len(found) < total:
+            response.next_page_token = domain.encode_page_token(offset + len(found), domain.query_fingerprint(request))
+        return response
+
+
+class OccurrenceHandler:
+    """Creates the occurrence an OccurrenceRequested asks for, once per (series, index)."""
+
+    def __init__(self, db: Database, outbox: Outbox) -> None:
+        self.db = db
+        self.outbox = outbox
+
+    async def __call__(self, event: DecodedEvent) -> None:
+        request = event.message
+        assert isinstance(request, events_pb2.OccurrenceRequested)
+        problem = self._problem(request)
+        async with self.db.transaction() as conn:
+            if not await claim_event(conn, CONSUMER, event.id):
+                return  # a redelivery: the effect is already there
+            if problem:
+                # A request that can never succeed is recorded as handled and
+                # logged, instead of being retried forever.
+                log.error("OccurrenceRequested rejected", extra={"event_id": event.id, "problem": problem})
+                return
+            template = task_pb2.Task()
+            template.CopyFrom(request.template)
+            template.due.CopyFrom(request.due)
+            violations = Violations()
+            checked = domain.checked_task(template, violations)
+            if violations.items:
+                log.error(
+                    "OccurrenceRequested has an invalid template",
+                    extra={"event_id": event.id, "violations": violations.items},
+                )
+                return
+            repo = TaskRepository(conn)
+            task = TaskServicer._new_task(request.user_id, checked)
+            if not await repo.claim_occurrence(request.series_id, request.occurrence_index, task.task_id):
+                return  # created before, or the series has ended
+            task.recurrence.series_id = request.series_id
+            task.recurrence.occurrence_index = request.occurrence_index
+            if request.template.recurrence.HasField("series_start"):
+                task.recurrence.series_start.CopyFrom(request.template.recurrence.series_start)
+            await repo.insert(task)
+            await self.outbox.add_event(
+                conn, events_pb2.TaskCreated(user_id=request.user_id, task=task), subject=task.task_id
+            )
+
+    @staticmethod
+    def _problem(request: events_pb2.OccurrenceRequested) -> str:
+        if not request.user_id:
+            return "no user_id"
+        try:
+            uuid.UUID(request.series_id)
+        except ValueError:
+            return "series_id is not a series id"
+        if request.occurrence_index < 2:
+            return "occurrence_index must be 2 or more (1 is the task that started the series)"
+        if not request.HasField("due") or not request.HasField("template"):
+            return "due and template are required"
+        if not request.template.HasField("recurrence"):
+            return "the template has no recurrence"
+        return ""

@@ -1,0 +1,34 @@
+"""Server wiring: the task service as a unit any runtime can host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from task_svc.handlers import OccurrenceHandler, TaskServicer
+from todo_contracts import topics
+from todo_contracts.task.v1 import events_pb2, task_service_pb2, task_service_pb2_grpc
+from todo_kit.runtime.port import ServiceUnit, Subscription, UnitContext, UnitWiring
+
+SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
+
+
+async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
+    """Adds TaskService to the server and subscribes to OccurrenceRequested."""
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(context.db, context.outbox), server)
+    occurrence = Subscription(
+        topic=topics.TASK_EVENTS.name,
+        handler=OccurrenceHandler(context.db, context.outbox),
+        event_types=frozenset({topics.event_type_name(events_pb2.OccurrenceRequested)}),
+    )
+    return UnitWiring(subscriptions=[occurrence])
+
+
+unit = ServiceUnit(
+    app_id="task_svc",
+    database="todo_task",
+    migrations=Path(__file__).parent / "migrations",
+    service_names=(SERVICE_NAME,),
+    register=register,
+)
