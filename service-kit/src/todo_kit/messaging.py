@@ -53,6 +53,7 @@ processed_events_table = sa.Table(
 )
 
 AFTER_COMMIT = "todo_after_commit"
+_INSERT_OUTBOX = sa.insert(outbox_table)
 
 
 def create_messaging_tables() -> None:
@@ -137,7 +138,7 @@ class Outbox:
                 }
             )
         if rows:
-            await conn.execute(sa.insert(outbox_table), rows)
+            await conn.execute(_INSERT_OUTBOX, rows)
             after_commit(conn, self.wake.set)
         return [r["event_id"] for r in rows]
 

@@ -59,6 +59,7 @@ series_occurrences = sa.Table(
 ended_series = sa.Table("ended_series", metadata, sa.Column("series_id", pg.UUID(as_uuid=False), primary_key=True))
 
 _COLUMNS = [c for c in tasks.c if c.name != "search"]
+_INSERT_TASK = sa.insert(tasks)
 
 
 def _values(task: task_pb2.Task) -> dict[str, Any]:
@@ -128,7 +129,8 @@ class TaskRepository:
 
     async def insert(self, task: task_pb2.Task) -> None:
         """Stores a new task."""
-        await self.conn.execute(sa.insert(tasks).values(**_values(task)))
+        # A plain INSERT with parameters compiles once and is reused.
+        await self.conn.execute(_INSERT_TASK, _values(task))
 
     async def update(self, task: task_pb2.Task) -> None:
         """Stores a changed task (its version was already increased)."""

@@ -32,7 +32,7 @@ import grpc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from todo_contracts import envelope
+from todo_contracts import envelope, topics
 from todo_kit.db import Database
 from todo_kit.messaging import OutgoingEvent
 from todo_kit.runtime.port import JobHandler, Subscription, handler_for_job
@@ -47,6 +47,7 @@ event_log = sa.Table(
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("partition_key", sa.Text, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("event_log_topic_seq", "topic", "seq"),
@@ -80,6 +81,8 @@ jobs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Index("jobs_due", "due_time"),
 )
+
+_KNOWN_TYPES = frozenset(topics.event_types())
 
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
 """Pauses between a failing handler's attempts before its event is dead-lettered."""
@@ -127,7 +130,13 @@ class EmbeddedRuntime:
             await conn.execute(
                 sa.insert(event_log),
                 [
-                    {"topic": e.topic, "partition_key": e.partition_key, "event_id": e.event_id, "payload": e.payload}
+                    {
+                        "topic": e.topic,
+                        "partition_key": e.partition_key,
+                        "event_id": e.event_id,
+                        "event_type": e.event_type,
+                        "payload": e.payload,
+                    }
                     for e in events
                 ],
             )
@@ -206,19 +215,19 @@ class EmbeddedRuntime:
 
     async def _dispatch(self, consumer: _Consumer, wake: asyncio.Event) -> None:
         topic = consumer.subscription.topic
+        wanted = consumer.subscription.event_types
         position = await self._position(consumer)
         while True:
             wake.clear()
             try:
                 async with self.db.engine.connect() as conn:
-                    rows = (
-                        await conn.execute(
-                            sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.payload)
-                            .where(event_log.c.topic == topic, event_log.c.seq > position)
-                            .order_by(event_log.c.seq)
-                            .limit(200)
-                        )
-                    ).all()
+                    query = (
+                        sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.event_type, event_log.c.payload)
+                        .where(event_log.c.topic == topic, event_log.c.seq > position)
+                        .order_by(event_log.c.seq)
+                        .limit(500)
+                    )
+                    rows = (await conn.execute(query)).all()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -226,10 +235,16 @@ class EmbeddedRuntime:
                 await asyncio.sleep(1.0)
                 continue
             for row in rows:
-                await self._deliver(consumer, row.seq, row.event_id, bytes(row.payload))
-                position = row.seq
+                # Types the unit did not subscribe to are passed over unread;
+                # an unknown type might be a poison message, so it is decoded.
+                if not wanted or row.event_type in wanted or row.event_type not in _KNOWN_TYPES:
+                    await self._deliver(consumer, row.seq, row.event_id, bytes(row.payload))
+            if rows:
+                # The position moves once per batch: after a crash at most one
+                # batch is delivered again, which consumers' inboxes absorb.
+                position = rows[-1].seq
                 await self._save_position(consumer, position)
-            if not rows:
+            else:
                 # The wake comes from publish in this process; the timeout
                 # is only a safety net.
                 with contextlib.suppress(TimeoutError):
