@@ -39,7 +39,70 @@ from todo_kit.auth import issue_token, signing_key_for
 from todo_kit.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCABULARY = ["pay", "rent", "call", "mom", "buy", "milk", "book", "dentist", "renew", "passport", "water", "plants", "clean", "kitchen", "file", "taxes", "send", "invoice", "review", "budget", "plan", "trip", "fix", "bike", "walk", "dog", "read", "report", "prepare", "slides", "email", "landlord", "order", "groceries", "update", "resume", "schedule", "meeting", "backup", "laptop", "cancel", "subscription", "pick", "kids", "wash", "car", "visit", "grandma", "return", "library", "books", "charge", "phone", "write", "blog", "post", "study", "spanish", "repair", "fence", "paint", "bedroom"]
+VOCABULARY = (
+    "pay",
+    "rent",
+    "call",
+    "mom",
+    "buy",
+    "milk",
+    "book",
+    "dentist",
+    "renew",
+    "passport",
+    "water",
+    "plants",
+    "clean",
+    "kitchen",
+    "file",
+    "taxes",
+    "send",
+    "invoice",
+    "review",
+    "budget",
+    "plan",
+    "trip",
+    "fix",
+    "bike",
+    "walk",
+    "dog",
+    "read",
+    "report",
+    "prepare",
+    "slides",
+    "email",
+    "landlord",
+    "order",
+    "groceries",
+    "update",
+    "resume",
+    "schedule",
+    "meeting",
+    "backup",
+    "laptop",
+    "cancel",
+    "subscription",
+    "pick",
+    "kids",
+    "wash",
+    "car",
+    "visit",
+    "grandma",
+    "return",
+    "library",
+    "books",
+    "charge",
+    "phone",
+    "write",
+    "blog",
+    "post",
+    "study",
+    "spanish",
+    "repair",
+    "fence",
+    "paint",
+    "bedroom",
+)
 
 
 @dataclass
@@ -208,7 +271,8 @@ def machine() -> str:
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {system}"
 
 
 async def main() -> None:
@@ -246,8 +310,8 @@ async def main() -> None:
                                                   f"{label}, users with 1,000 tasks", normal):  # fmt: skip
                     print(figures.line(), flush=True)
                     lines.append(figures.line())
-                for figures in await bench_search(host.address, data_dir, 1, args.samples,
-                                                  f"{label}, one user with {heavy:,} tasks", ["heavy-user"]):  # fmt: skip
+                heavy_label = f"{label}, one user with {heavy:,} tasks"
+                for figures in await bench_search(host.address, data_dir, 1, args.samples, heavy_label, ["heavy-user"]):
                     print(figures.line(), flush=True)
                     lines.append(figures.line())
         finally:
