@@ -321,3 +321,22 @@ async def test_recurring_task_starts_a_series(tasks: TaskClient) -> None:
     assert made.recurrence.series_id and made.recurrence.occurrence_index == 1
     listed = await tasks.stub.ListTasks(ts.ListTasksRequest(series_id=made.recurrence.series_id), metadata=tasks.alice)
     assert [t.task_id for t in listed.tasks] == [made.task_id]
+
+
+async def test_unexpected_failure_is_internal_without_a_stack_trace(
+    tasks: TaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await create(tasks)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("connection string postgres://secret@db")
+
+    monkeypatch.setattr("task_svc.handlers.TaskRepository.get", broken)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await tasks.stub.GetTask(ts.GetTaskRequest(task_id=made.task_id), metadata=tasks.alice)
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    details = raised.value.details() or ""
+    assert "secret" not in details and "Traceback" not in details
+    reference = details.split("quote ", 1)[1].split(" ", 1)[0]
+    logged = [r for r in caplog.records if getattr(r, "error_ref", None) == reference]
+    assert logged and logged[0].exc_info is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -100,9 +101,9 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _internal(method: str) -> DomainError:
-    trace_id = _trace_id()
-    log.exception("unhandled error in RPC", extra={"method": method})
-    error = DomainError(f"internal error; quote trace id {trace_id or 'unavailable'} when reporting it")
+    reference = _trace_id() or f"request-{uuid.uuid4().hex[:16]}"
+    log.exception("unhandled error in RPC", extra={"method": method, "error_ref": reference})
+    error = DomainError(f"internal error; quote {reference} when reporting it")
     error.code = grpc.StatusCode.INTERNAL
     return error
 
@@ -111,19 +112,22 @@ _tracer_provider: Any = None
 
 
 def configure_tracing(settings: Settings, service_name: str) -> list[grpc.aio.ServerInterceptor]:
-    """Sets up OpenTelemetry once per process: spans always (so logs carry trace ids), OTLP export when configured."""
+    """OpenTelemetry gRPC instrumentation, exporting over OTLP, when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise.
+
+    Set up once per process. With tracing off, logs and errors carry a request
+    id instead of a trace id.
+    """
     global _tracer_provider
+    if not settings.otlp_endpoint:
+        return []
     if _tracer_provider is None:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         _tracer_provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        if settings.otlp_endpoint:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
-            _tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        _tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
         trace.set_tracer_provider(_tracer_provider)
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
