@@ -16,7 +16,7 @@
 #
 # Usage: deploy/local/build-dapr.sh [daprd] [scheduler]   (default: both)
 set -euo pipefail
-# shellcheck source=deploy/local/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MOD_DIR="$LOCAL_DIR/dapr-build"
@@ -105,8 +105,10 @@ for bin in "${targets[@]}"; do
     rm -f "$dest.partial"
     refused="$(grep -oE '[^ ]+@v[^ :]+: (reading|verifying) [^ ]+: [0-9]{3} [A-Za-z ]+' "$log" | sed 's/: \(reading\|verifying\) [^ ]*:/:/' | LC_ALL=C sort -u || true)"
     if [[ -n "$refused" ]]; then
-      printf '%s: error: the module proxy would not serve these modules that %s needs:\n%s\n' \
-        "$(basename "$0")" "$bin" "$(sed 's/^/  /' <<<"$refused")" >&2
+      {
+        printf '%s: error: the Go module proxy would not serve these modules that %s needs:\n' "$SCRIPT_NAME" "$bin"
+        while IFS= read -r line; do printf '  %s\n' "$line"; done <<<"$refused"
+      } >&2
     else
       tail -n 30 "$log" >&2
     fi

@@ -8,7 +8,7 @@
 #
 # Usage: deploy/local/build-kafka.sh
 set -euo pipefail
-# shellcheck source=deploy/local/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -eq 0 ]] || die "takes no arguments"

@@ -8,14 +8,14 @@ TODO_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/todo-chatbot"
 # Folder holding the deploy/local scripts (and the sources they build from).
 LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-_script_name="$(basename "$0")"
+SCRIPT_NAME="$(basename "$0")"
 
 # step MESSAGE: one progress line per step.
-step() { printf '%s: %s\n' "$_script_name" "$*"; }
+step() { printf '%s: %s\n' "$SCRIPT_NAME" "$*"; }
 
 # die MESSAGE: print an error to stderr and stop with status 1.
 die() {
-  printf '%s: error: %s\n' "$_script_name" "$*" >&2
+  printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2
   exit 1
 }
 

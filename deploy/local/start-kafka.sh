@@ -16,7 +16,7 @@
 # The classpath comes from build-kafka.sh, which is run first when it is
 # missing from the cache.
 set -euo pipefail
-# shellcheck source=deploy/local/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -eq 3 ]] || die "usage: $(basename "$0") DATA_DIR PORT CONTROLLER_PORT"

@@ -10,7 +10,6 @@ go 1.26.6
 
 require github.com/dapr/dapr v1.18.3
 
-
 // Repeated from github.com/dapr/dapr v1.18.3's go.mod.
 replace (
 	dubbo.apache.org/dubbo-go/v3 => dubbo.apache.org/dubbo-go/v3 v3.0.3-0.20230118042253-4f159a2b38f3
