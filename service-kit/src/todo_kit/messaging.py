@@ -174,8 +174,17 @@ class OutboxRelay:
 
     BATCH = 500
 
-    def __init__(self, db: Database, outbox: Outbox, publisher: Publisher, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        publisher: Publisher,
+        *,
+        poll_interval: float = 1.0,
+        gather_delay: float = 0.005,
+    ) -> None:
         self.db = db
+        self.gather_delay = gather_delay
         self.outbox = outbox
         self.publisher = publisher
         self.poll_interval = poll_interval
@@ -221,7 +230,10 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if published:
-                continue
+            if published == self.BATCH:
+                continue  # more are waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_interval)
+            # Let commits arriving together share one batch: a few milliseconds
+            # of latency buy far fewer round trips under load.
+            await asyncio.sleep(self.gather_delay)
