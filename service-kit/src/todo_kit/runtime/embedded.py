@@ -234,15 +234,20 @@ class EmbeddedRuntime:
                 log.exception("reading the event log failed; retrying", extra={"topic": topic})
                 await asyncio.sleep(1.0)
                 continue
-            for row in rows:
-                # Types the unit did not subscribe to are passed over unread;
-                # an unknown type might be a poison message, so it is decoded.
-                if not wanted or row.event_type in wanted or row.event_type not in _KNOWN_TYPES:
-                    await self._deliver(consumer, row.seq, row.event_id, bytes(row.payload))
+            try:
+                for row in rows:
+                    # Types the unit did not subscribe to are passed over unread;
+                    # an unknown type might be a poison message, so it is decoded.
+                    if not wanted or row.event_type in wanted or row.event_type not in _KNOWN_TYPES:
+                        await self._deliver(consumer, row.seq, row.event_id, bytes(row.payload))
+                    position = row.seq
+            except asyncio.CancelledError:
+                # A clean stop keeps what was handled; only a crash repeats it.
+                await asyncio.shield(self._save_position(consumer, position))
+                raise
             if rows:
-                # The position moves once per batch: after a crash at most one
-                # batch is delivered again, which consumers' inboxes absorb.
-                position = rows[-1].seq
+                # The position is stored once per batch: after a crash at most
+                # one batch is delivered again, which consumers' inboxes absorb.
                 await self._save_position(consumer, position)
             else:
                 # The wake comes from publish in this process; the timeout
