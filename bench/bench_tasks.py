@@ -215,16 +215,17 @@ async def load_tasks(data_dir: Path, users: int, per_user: int, heavy_user_tasks
                     INSERT INTO tasks (task_id, user_id, title, description, status, priority, tags, due_local,
                                        due_zone, due_at, reminders, create_time, update_time, version)
                     SELECT gen_random_uuid(), b.user_id,
-                           (SELECT string_agg(w, ' ') FROM vocab WHERE i IN (g % 83, (g * 7) % 83, (g * 13) % 83)),
-                           (SELECT string_agg(w, ' ') FROM vocab WHERE i IN ((g * 3) % 83, (g * 11) % 83)),
+                           coalesce((SELECT string_agg(w, ' ') FROM vocab WHERE i IN (g % $3, (g * 7) % $3, (g * 13) % $3)), 'task'),
+                           coalesce((SELECT string_agg(w, ' ') FROM vocab WHERE i IN ((g * 3) % $3, (g * 11) % $3)), ''),
                            CASE WHEN g % 5 = 0 THEN 2 ELSE 1 END, 1 + g % 5,
-                           ARRAY[(SELECT w FROM vocab WHERE i = (g * 17) % 83)],
+                           ARRAY[(SELECT w FROM vocab WHERE i = (g * 17) % $3)],
                            now()::timestamp + (g % 400 - 100) * interval '1 day', 'UTC',
                            now() + (g % 400 - 100) * interval '1 day', '[]', now(), now(), 1
                     FROM unnest($1::text[], $2::int[]) AS b(user_id, n), generate_series(1, b.n) AS g
                     """,
                     [u for u, _ in batch],
                     [c for _, c in batch],
+                    len(VOCABULARY),
                 )
                 batch = []
         await conn.execute("ANALYZE tasks")
