@@ -215,8 +215,10 @@ async def load_tasks(data_dir: Path, users: int, per_user: int, heavy_user_tasks
                     INSERT INTO tasks (task_id, user_id, title, description, status, priority, tags, due_local,
                                        due_zone, due_at, reminders, create_time, update_time, version)
                     SELECT gen_random_uuid(), b.user_id,
-                           coalesce((SELECT string_agg(w, ' ') FROM vocab WHERE i IN (g % $3, (g * 7) % $3, (g * 13) % $3)), 'task'),
-                           coalesce((SELECT string_agg(w, ' ') FROM vocab WHERE i IN ((g * 3) % $3, (g * 11) % $3)), ''),
+                           coalesce((SELECT string_agg(w, ' ') FROM vocab
+                                     WHERE i IN (g % $3, (g * 7) % $3, (g * 13) % $3)), 'task'),
+                           coalesce((SELECT string_agg(w, ' ') FROM vocab
+                                     WHERE i IN ((g * 3) % $3, (g * 11) % $3)), ''),
                            CASE WHEN g % 5 = 0 THEN 2 ELSE 1 END, 1 + g % 5,
                            ARRAY[(SELECT w FROM vocab WHERE i = (g * 17) % $3)],
                            now()::timestamp + (g % 400 - 100) * interval '1 day', 'UTC',

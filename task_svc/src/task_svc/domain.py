@@ -6,9 +6,6 @@ Violations so one INVALID_ARGUMENT names every bad field.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import re
 import uuid
 from collections.abc import Iterable
@@ -19,7 +16,7 @@ from google.protobuf import duration_pb2
 
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
-from todo_kit import rrules, zoned
+from todo_kit import paging, rrules, zoned
 from todo_kit.errors import InvalidArgument, Violations
 
 TITLE_MAX = 500
@@ -301,32 +298,11 @@ def search_words(query: str) -> list[str]:
 
 def query_fingerprint(request: task_service_pb2.ListTasksRequest) -> str:
     """Identifies the filters and sort of a listing, so a page token is used only with them."""
-    key = task_service_pb2.ListTasksRequest()
-    key.CopyFrom(request)
-    key.ClearField("page_token")
-    key.ClearField("page_size")
-    return hashlib.sha256(key.SerializeToString(deterministic=True)).hexdigest()[:16]
+    return paging.query_fingerprint(request)
 
 
-def encode_page_token(offset: int, fingerprint: str) -> str:
-    """An opaque token for the page starting at offset."""
-    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, fingerprint: str) -> int:
-    """The offset in a page token; ValueError if it is garbage or from another listing."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        offset, seen = data["o"], data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("is not a page token returned by ListTasks") from None
-    if not isinstance(offset, int) or offset < 0 or offset > 10_000_000 or not isinstance(seen, str):
-        raise ValueError("is not a page token returned by ListTasks")
-    if seen != fingerprint:
-        raise ValueError("belongs to a listing with other filters or sort")
-    return offset
+encode_page_token = paging.encode_page_token
+decode_page_token = paging.decode_page_token
 
 
 def now_utc() -> datetime:

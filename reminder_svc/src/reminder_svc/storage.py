@@ -1,0 +1,215 @@
+"""Task plans and reminders in the reminder service's own database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from google.protobuf import duration_pb2
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from todo_contracts.reminder.v1 import reminder_pb2
+from todo_kit import zoned
+
+metadata = sa.MetaData()
+task_plans = sa.Table(
+    "task_plans",
+    metadata,
+    sa.Column("task_id", pg.UUID(as_uuid=False), primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("task_version", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("plan_key", sa.Text, nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+)
+reminders = sa.Table(
+    "reminders",
+    metadata,
+    sa.Column("reminder_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("task_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("task_title", sa.Text, nullable=False),
+    sa.Column("due_local", sa.DateTime(timezone=False)),
+    sa.Column("due_zone", sa.Text),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("fire_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("plan_version", sa.Integer, nullable=False),
+    sa.Column("fired_time", sa.DateTime(timezone=True)),
+    sa.Column("lateness_ms", sa.BigInteger),
+    sa.Column("late", sa.Boolean, nullable=False),
+    sa.Column("snoozed_from", sa.Text),
+    sa.Column("job_name", sa.Text, nullable=False),
+)
+
+SCHEDULED = reminder_pb2.REMINDER_STATE_SCHEDULED
+FIRED = reminder_pb2.REMINDER_STATE_FIRED
+CANCELLED = reminder_pb2.REMINDER_STATE_CANCELLED
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What the service knows of a task."""
+
+    task_id: str
+    user_id: str
+    task_version: int
+    status: str
+    title: str
+    plan_key: str
+    plan_version: int
+
+
+def to_message(row: Any) -> reminder_pb2.Reminder:
+    """The Reminder message of a row."""
+    message = reminder_pb2.Reminder(
+        reminder_id=row.reminder_id,
+        user_id=row.user_id,
+        task_id=row.task_id,
+        rule_id=row.rule_id,
+        task_title=row.task_title,
+        state=row.state,
+        late=row.late,
+        snoozed_from_reminder_id=row.snoozed_from or "",
+        plan_version=row.plan_version,
+    )
+    if row.due_local is not None:
+        message.task_due.CopyFrom(zoned.ZonedTime(row.due_local, row.due_zone, row.due_at).to_proto())
+    message.fire_time.FromDatetime(row.fire_time)
+    if row.fired_time is not None:
+        message.fired_time.FromDatetime(row.fired_time)
+        message.lateness.CopyFrom(duration_pb2.Duration(seconds=(row.lateness_ms or 0) // 1000,
+                                                        nanos=((row.lateness_ms or 0) % 1000) * 1_000_000))  # fmt: skip
+    return message
+
+
+class ReminderRepository:
+    """Reads and writes plans and reminders inside the caller's transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def plan(self, task_id: str) -> TaskPlan | None:
+        """The task's plan, locked for this transaction."""
+        row = (
+            await self.conn.execute(sa.select(task_plans).where(task_plans.c.task_id == task_id).with_for_update())
+        ).first()
+        if row is None:
+            return None
+        return TaskPlan(
+            row.task_id, row.user_id, row.task_version, row.status, row.title, row.plan_key, row.plan_version
+        )
+
+    async def save_plan(self, plan: TaskPlan, now: datetime) -> None:
+        """Stores the task's plan."""
+        values = {**plan.__dict__, "update_time": now}
+        stmt = pg.insert(task_plans).values(**values)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[task_plans.c.task_id], set_={k: stmt.excluded[k] for k in values}
+            )
+        )
+
+    async def scheduled_of(self, task_id: str, *, rules_only: bool) -> list[reminder_pb2.Reminder]:
+        """The task's reminders still to fire (only rule-made ones when rules_only), locked."""
+        query = sa.select(reminders).where(reminders.c.task_id == task_id, reminders.c.state == SCHEDULED)
+        if rules_only:
+            query = query.where(reminders.c.snoozed_from.is_(None))
+        rows = (await self.conn.execute(query.with_for_update())).all()
+        return [to_message(r) for r in rows]
+
+    async def job_of(self, reminder_id: str) -> str:
+        """The job name of a reminder."""
+        return str(
+            await self.conn.scalar(sa.select(reminders.c.job_name).where(reminders.c.reminder_id == reminder_id))
+        )
+
+    async def set_state(self, reminder_id: str, state: int) -> None:
+        """Changes a reminder's state."""
+        await self.conn.execute(sa.update(reminders).where(reminders.c.reminder_id == reminder_id).values(state=state))
+
+    async def retitle(self, task_id: str, title: str) -> None:
+        """Keeps the task title of reminders still to fire current."""
+        await self.conn.execute(
+            sa.update(reminders)
+            .where(reminders.c.task_id == task_id, reminders.c.state == SCHEDULED)
+            .values(task_title=title)
+        )
+
+    async def add(self, reminder: reminder_pb2.Reminder, job_name: str) -> bool:
+        """Stores a new scheduled reminder; False if one with its id exists."""
+        due = zoned.from_proto(reminder.task_due) if reminder.HasField("task_due") else None
+        result = await self.conn.execute(
+            pg.insert(reminders)
+            .values(
+                reminder_id=reminder.reminder_id,
+                user_id=reminder.user_id,
+                task_id=reminder.task_id,
+                rule_id=reminder.rule_id,
+                task_title=reminder.task_title,
+                due_local=due.local if due else None,
+                due_zone=due.zone if due else None,
+                due_at=due.instant if due else None,
+                fire_time=reminder.fire_time.ToDatetime(tzinfo=UTC),
+                state=SCHEDULED,
+                plan_version=reminder.plan_version,
+                late=False,
+                snoozed_from=reminder.snoozed_from_reminder_id or None,
+                job_name=job_name,
+            )
+            .on_conflict_do_nothing()
+            .returning(reminders.c.reminder_id)
+        )
+        return result.first() is not None
+
+    async def get(
+        self, reminder_id: str, *, user_id: str | None = None, lock: bool = False
+    ) -> reminder_pb2.Reminder | None:
+        """A reminder (only the user's, when user_id is given)."""
+        query = sa.select(reminders).where(reminders.c.reminder_id == reminder_id)
+        if user_id is not None:
+            query = query.where(reminders.c.user_id == user_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
+        return to_message(row) if row is not None else None
+
+    async def mark_fired(self, reminder_id: str, fired: datetime, lateness_ms: int, late: bool) -> None:
+        """Records that a reminder fired."""
+        await self.conn.execute(
+            sa.update(reminders)
+            .where(reminders.c.reminder_id == reminder_id)
+            .values(state=FIRED, fired_time=fired, lateness_ms=lateness_ms, late=late)
+        )
+
+    async def count_snoozes(self, reminder_id: str) -> int:
+        """How many snoozes a reminder has had."""
+        return int(
+            await self.conn.scalar(
+                sa.select(sa.func.count()).select_from(reminders).where(reminders.c.snoozed_from == reminder_id)
+            )
+            or 0
+        )
+
+    async def list(
+        self, user_id: str, task_id: str, states: list[int], start: datetime | None, end: datetime | None,
+        limit: int, offset: int,
+    ) -> list[reminder_pb2.Reminder]:  # fmt: skip
+        """One page of a user's reminders by fire time."""
+        query = sa.select(reminders).where(reminders.c.user_id == user_id)
+        if task_id:
+            query = query.where(reminders.c.task_id == task_id)
+        if states:
+            query = query.where(reminders.c.state.in_(states))
+        if start is not None:
+            query = query.where(reminders.c.fire_time >= start)
+        if end is not None:
+            query = query.where(reminders.c.fire_time < end)
+        query = query.order_by(reminders.c.fire_time, reminders.c.reminder_id).limit(limit).offset(offset)
+        return [to_message(r) for r in (await self.conn.execute(query)).all()]

@@ -1,0 +1,45 @@
+"""Server wiring: the reminder service as a unit any runtime can host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from reminder_svc.handlers import APP_ID, ReminderPlanner, ReminderServicer
+from todo_contracts import topics
+from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
+from todo_contracts.task.v1 import events_pb2
+from todo_kit.runtime.port import ServiceUnit, Subscription, UnitContext, UnitWiring
+
+SERVICE_NAME = reminder_pb2.DESCRIPTOR.services_by_name["ReminderService"].full_name
+PLANNED_FROM = (
+    events_pb2.TaskCreated,
+    events_pb2.TaskUpdated,
+    events_pb2.TaskCompleted,
+    events_pb2.TaskReopened,
+    events_pb2.TaskDeleted,
+)
+
+
+async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
+    """Adds ReminderService; plans from task events; fires reminder and snooze jobs."""
+    planner = ReminderPlanner(context.db, context.outbox, context.runtime)
+    reminder_pb2_grpc.add_ReminderServiceServicer_to_server(
+        ReminderServicer(context.db, context.outbox, context.runtime), server
+    )
+    subscription = Subscription(
+        topic=topics.TASK_EVENTS.name,
+        handler=planner,
+        event_types=frozenset(topics.event_type_name(t) for t in PLANNED_FROM),
+    )
+    return UnitWiring(subscriptions=[subscription], job_handlers={"reminder/": planner.fire, "snooze/": planner.fire})
+
+
+unit = ServiceUnit(
+    app_id=APP_ID,
+    database="todo_reminder",
+    migrations=Path(__file__).parent / "migrations",
+    service_names=(SERVICE_NAME,),
+    register=register,
+)

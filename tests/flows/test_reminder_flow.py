@@ -1,0 +1,232 @@
+"""Reminders end to end on the embedded default: planned from task rules, fired once, re-planned, cancelled, snoozed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from flow_client import Flow, eventually, in_utc, running_flow
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from reminder_svc import domain as reminder_domain
+from todo_contracts.reminder.v1 import events_pb2 as reminder_events
+from todo_contracts.reminder.v1 import reminder_pb2
+from todo_contracts.task.v1 import task_pb2
+from todo_contracts.task.v1 import task_service_pb2 as ts
+from todo_kit.config import Settings
+
+DUE = "todo.reminder.v1.ReminderDue"
+SCHEDULED = reminder_pb2.REMINDER_STATE_SCHEDULED
+FIRED = reminder_pb2.REMINDER_STATE_FIRED
+CANCELLED = reminder_pb2.REMINDER_STATE_CANCELLED
+
+
+def before(seconds: float) -> task_pb2.ReminderRule:
+    return task_pb2.ReminderRule(before_due=duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9)))
+
+
+async def create(flow: Flow, **fields: object) -> task_pb2.Task:
+    fields.setdefault("title", "Pay rent")
+    request = ts.CreateTaskRequest(task=task_pb2.Task(**fields))  # type: ignore[arg-type]
+    return (await flow.tasks.CreateTask(request, metadata=flow.alice)).task
+
+
+async def reminders_of(flow: Flow, task_id: str) -> list[reminder_pb2.Reminder]:
+    response = await flow.reminders.ListReminders(
+        reminder_pb2.ListRemindersRequest(task_id=task_id), metadata=flow.alice
+    )
+    return list(response.reminders)
+
+
+async def in_state(flow: Flow, task_id: str, state: int, count: int = 1) -> list[reminder_pb2.Reminder]:
+    async def check() -> list[reminder_pb2.Reminder]:
+        found = [r for r in await reminders_of(flow, task_id) if r.state == state]
+        return found if len(found) >= count else []
+
+    return list(await eventually(check))
+
+
+async def test_a_reminder_fires_once_at_its_time_and_not_early(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(seconds=3)), reminders=[before(2)])
+    [planned] = await in_state(flow, task.task_id, SCHEDULED)
+    assert planned.fire_time.ToDatetime(tzinfo=UTC) == task.due.instant.ToDatetime(tzinfo=UTC) - timedelta(seconds=2)
+    [fired] = await in_state(flow, task.task_id, FIRED)
+    assert fired.fired_time.ToDatetime(tzinfo=UTC) >= fired.fire_time.ToDatetime(tzinfo=UTC)
+    assert not fired.late
+    await asyncio.sleep(0.5)
+    due_events = [e for e in await flow.events(DUE) if e.subject == task.task_id]
+    assert len(due_events) == 1
+    message = due_events[0].message
+    assert isinstance(message, reminder_events.ReminderDue)
+    assert message.reminder.reminder_id == fired.reminder_id and message.reminder.task_title == "Pay rent"
+
+
+async def test_failure_mode_2_duplicate_job_deliveries_publish_once(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(3600)])
+    [planned] = await in_state(flow, task.task_id, SCHEDULED)
+    fire = await flow.job_handler("reminder_svc", "reminder/")
+    name = reminder_domain.job_name(task.task_id, planned.rule_id)
+    # Pretend the scheduler delivers it now, three times at once and once more later.
+    async with flow.host.databases["todo_reminder"].engine.begin() as conn:
+        from reminder_svc.storage import reminders
+
+        await conn.execute(
+            reminders.update().where(reminders.c.reminder_id == planned.reminder_id).values(fire_time=datetime.now(UTC))
+        )
+    await asyncio.gather(*(fire(name, planned.reminder_id.encode()) for _ in range(3)))
+    await fire(name, planned.reminder_id.encode())
+    await in_state(flow, task.task_id, FIRED)
+    await asyncio.sleep(0.3)
+    assert len([e for e in await flow.events(DUE) if e.subject == task.task_id]) == 1
+
+
+async def test_failure_mode_9_a_due_change_replans_relative_reminders(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(1800)])
+    [first] = await in_state(flow, task.task_id, SCHEDULED)
+    later = in_utc(timedelta(hours=26))
+    update = ts.UpdateTaskRequest(
+        task=task_pb2.Task(task_id=task.task_id, due=later), update_mask=field_mask_pb2.FieldMask(paths=["due"])
+    )
+    moved = (await flow.tasks.UpdateTask(update, metadata=flow.alice)).task
+
+    async def replanned() -> list[reminder_pb2.Reminder]:
+        return [
+            r
+            for r in await reminders_of(flow, task.task_id)
+            if r.state == SCHEDULED and r.reminder_id != first.reminder_id
+        ]
+
+    [second] = await eventually(replanned)
+    expected = moved.due.instant.ToDatetime(tzinfo=UTC) - timedelta(minutes=30)
+    assert second.fire_time.ToDatetime(tzinfo=UTC) == expected
+    [old] = [r for r in await reminders_of(flow, task.task_id) if r.reminder_id == first.reminder_id]
+    assert old.state == CANCELLED
+    # The job of the old plan, delivered late, is stale and produces nothing.
+    fire = await flow.job_handler("reminder_svc", "reminder/")
+    await fire(reminder_domain.job_name(task.task_id, first.rule_id), first.reminder_id.encode())
+    assert [e for e in await flow.events(DUE) if e.subject == task.task_id] == []
+
+
+async def test_a_title_change_keeps_the_plan(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(60)])
+    [first] = await in_state(flow, task.task_id, SCHEDULED)
+    update = ts.UpdateTaskRequest(
+        task=task_pb2.Task(task_id=task.task_id, title="Pay the rent"),
+        update_mask=field_mask_pb2.FieldMask(paths=["title"]),
+    )
+    await flow.tasks.UpdateTask(update, metadata=flow.alice)
+
+    async def retitled() -> bool:
+        [now] = await reminders_of(flow, task.task_id)
+        return now.reminder_id == first.reminder_id and now.task_title == "Pay the rent" and now.state == SCHEDULED
+
+    await eventually(retitled)
+
+
+@pytest.mark.parametrize("action", ["complete", "delete"])
+async def test_completing_or_deleting_cancels_reminders(flow: Flow, action: str) -> None:
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(60), before(3600)])
+    await in_state(flow, task.task_id, SCHEDULED, 2)
+    if action == "complete":
+        await flow.tasks.CompleteTask(ts.CompleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
+    else:
+        await flow.tasks.DeleteTask(ts.DeleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
+    cancelled = await in_state(flow, task.task_id, CANCELLED, 2)
+    assert len(cancelled) == 2
+    events = [e.message for e in await flow.events("todo.reminder.v1.ReminderCancelled") if e.subject == task.task_id]
+    reason = {
+        "complete": reminder_events.CANCEL_REASON_TASK_COMPLETED,
+        "delete": reminder_events.CANCEL_REASON_TASK_DELETED,
+    }
+    assert [m.reason for m in events] == [reason[action]] * 2  # type: ignore[attr-defined]
+
+
+async def test_failure_mode_8_every_occurrence_of_a_recurring_task_gets_its_reminders(flow: Flow) -> None:
+    task = await create(
+        flow,
+        due=in_utc(timedelta(hours=1)),
+        reminders=[before(600)],
+        recurrence=task_pb2.Recurrence(rrule="FREQ=DAILY"),
+    )
+    await flow.tasks.CompleteTask(ts.CompleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
+
+    async def next_occurrence() -> list[task_pb2.Task]:
+        listed = await flow.tasks.ListTasks(
+            ts.ListTasksRequest(series_id=task.recurrence.series_id, statuses=[task_pb2.TASK_STATUS_OPEN]),
+            metadata=flow.alice,
+        )
+        return list(listed.tasks)
+
+    [second] = await eventually(next_occurrence)
+    [planned] = await in_state(flow, second.task_id, SCHEDULED)
+    expected = second.due.instant.ToDatetime(tzinfo=UTC) - timedelta(minutes=10)
+    assert planned.fire_time.ToDatetime(tzinfo=UTC) == expected
+    assert second.due.instant.ToDatetime(tzinfo=UTC) - task.due.instant.ToDatetime(tzinfo=UTC) == timedelta(days=1)
+
+
+async def test_snooze(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(seconds=1)), reminders=[before(0)])
+    [fired] = await in_state(flow, task.task_id, FIRED)
+    snoozed = (
+        await flow.reminders.SnoozeReminder(
+            reminder_pb2.SnoozeReminderRequest(
+                reminder_id=fired.reminder_id, snooze_for=duration_pb2.Duration(seconds=600)
+            ),
+            metadata=flow.alice,
+        )
+    ).reminder
+    assert snoozed.state == SCHEDULED and snoozed.snoozed_from_reminder_id == fired.reminder_id
+    delay = snoozed.fire_time.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(minutes=9) < delay <= timedelta(minutes=10)
+    ten_minutes = duration_pb2.Duration(seconds=600)
+    for request, code in [
+        (reminder_pb2.SnoozeReminderRequest(reminder_id=snoozed.reminder_id, snooze_for=ten_minutes),
+         grpc.StatusCode.FAILED_PRECONDITION),  # not fired yet
+        (reminder_pb2.SnoozeReminderRequest(reminder_id=fired.reminder_id, snooze_for=duration_pb2.Duration(seconds=5)),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (reminder_pb2.SnoozeReminderRequest(reminder_id=fired.reminder_id), grpc.StatusCode.INVALID_ARGUMENT),
+        (reminder_pb2.SnoozeReminderRequest(reminder_id="nope", snooze_for=duration_pb2.Duration(seconds=600)),
+         grpc.StatusCode.NOT_FOUND),
+    ]:  # fmt: skip
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await flow.reminders.SnoozeReminder(request, metadata=flow.alice)
+        assert raised.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await flow.reminders.SnoozeReminder(
+            reminder_pb2.SnoozeReminderRequest(
+                reminder_id=fired.reminder_id, snooze_for=duration_pb2.Duration(seconds=600)
+            ),
+            metadata=flow.bob,
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    bobs = await flow.reminders.ListReminders(reminder_pb2.ListRemindersRequest(), metadata=flow.bob)
+    assert list(bobs.reminders) == []
+
+
+async def test_list_reminders_rejects_bad_input(flow: Flow) -> None:
+    for request in [
+        reminder_pb2.ListRemindersRequest(page_size=1_000_000),
+        reminder_pb2.ListRemindersRequest(page_token="garbage"),
+        reminder_pb2.ListRemindersRequest(task_id="not-a-task"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await flow.reminders.ListReminders(request, metadata=flow.alice)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_failure_mode_1_a_reminder_due_while_the_service_was_down_is_delivered_late(
+    kit_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reminder_domain, "LATE_AFTER", timedelta(milliseconds=500))
+    async with running_flow(kit_settings) as flow:
+        task = await create(flow, due=in_utc(timedelta(seconds=2)), reminders=[before(1)])
+        await in_state(flow, task.task_id, SCHEDULED)
+    await asyncio.sleep(2.5)  # everything is down when the reminder comes due
+    async with running_flow(kit_settings) as flow:
+        [fired] = await in_state(flow, task.task_id, FIRED)
+        assert fired.late
+        assert fired.lateness.ToTimedelta() >= timedelta(seconds=1)
+        due_events = [e for e in await flow.events(DUE) if e.subject == task.task_id]
+        assert len(due_events) == 1 and due_events[0].message.reminder.late  # type: ignore[attr-defined]
