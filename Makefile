@@ -15,7 +15,7 @@ TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/bin
 GRPCURL_VERSION := v1.9.4
 GRPCURL := $(TOOLS_BIN)/grpcurl
 
-.PHONY: up token grpcurl bench test check contracts proto-deps lint-proto check-contracts lint-python unit clean
+.PHONY: up token grpcurl bench bench-reminders test check contracts proto-deps lint-proto check-contracts lint-python unit clean
 
 # Every service in one process on an embedded PostgreSQL; data in ./.data.
 up: $(INSTALLED)
@@ -34,6 +34,10 @@ $(GRPCURL):
 # Measures the task service and appends the figures to docs/benchmarks.md.
 bench: $(INSTALLED)
 	$(PY) bench/bench_tasks.py --record
+
+# Reminder lateness (10,000 due in one minute) and regeneration latency, appended to docs/benchmarks.md.
+bench-reminders: $(INSTALLED)
+	cd bench && ../$(PY) bench_reminders.py --record
 
 test: check unit
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from todo_contracts.task.v1 import task_pb2
 from todo_kit import zoned
 
-LATE_AFTER = timedelta(seconds=10)
-"""A reminder that fires later than this after its time is flagged late (a service was down, say)."""
+LATE_AFTER = timedelta(seconds=float(os.environ.get("TODO_REMINDER_LATE_AFTER_SECONDS", "10")))
+"""A reminder that fires later than this after its time is flagged late (a service was down, say).
+
+TODO_REMINDER_LATE_AFTER_SECONDS changes it (10 s by default)."""
 
 SNOOZE_MIN = timedelta(minutes=1)
 SNOOZE_MAX = timedelta(days=365)
