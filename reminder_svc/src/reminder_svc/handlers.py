@@ -55,6 +55,8 @@ class ReminderPlanner:
             return
         task: task_pb2.Task = message.task  # type: ignore[attr-defined]
         user_id: str = message.user_id  # type: ignore[attr-defined]
+        if isinstance(message, task_events.TaskCreated) and not task.reminders:
+            return  # a new task without rules has nothing to plan, and no plan yet to keep
         jobs_to_delete: list[str] = []
         now = now_utc()
         async with self.db.transaction() as conn:
