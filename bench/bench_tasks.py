@@ -196,8 +196,8 @@ async def bench_creates(address: str, md: list[tuple[str, str]], total: int, cli
     return Figures(f"CreateTask, {clients} concurrent clients", total, elapsed, *percentiles(latencies))
 
 
-async def load_tasks(data_dir: Path, users: int, per_user: int, heavy_user_tasks: int) -> float:
-    """Inserts users*per_user tasks plus one heavy user's; returns the seconds it took."""
+async def load_tasks(data_dir: Path, first_user: int, users: int, per_user: int, heavy_user_tasks: int) -> float:
+    """Inserts per_user tasks for each of users new users plus more of the heavy user's; returns the seconds."""
     server = embedded_pg.start(data_dir / "postgres")
     url = server.admin_url.replace("/postgres?", "/todo_task?")
     conn = await asyncpg.connect(url)
@@ -205,7 +205,8 @@ async def load_tasks(data_dir: Path, users: int, per_user: int, heavy_user_tasks
     try:
         await conn.execute("CREATE TEMP TABLE vocab(i int, w text)")
         await conn.executemany("INSERT INTO vocab VALUES ($1, $2)", list(enumerate(VOCABULARY)))
-        plan = [(f"user-{u:05d}", per_user) for u in range(users)] + [("heavy-user", heavy_user_tasks)]
+        new_users = range(first_user, first_user + users)
+        plan = [(f"user-{u:05d}", per_user) for u in new_users] + [("heavy-user", heavy_user_tasks)]
         batch: list[tuple[str, int]] = []
         for user, count in plan:
             batch.append((user, count))
@@ -299,15 +300,16 @@ async def main() -> None:
                 figures = await bench_creates(host.address, md, args.creates, clients)
                 print(figures.line(), flush=True)
                 lines.append(figures.line())
-            loaded = 0
+            loaded = normal_users = heavy_loaded = 0
             for size in args.sizes:
                 heavy = size // 10  # one user holds a tenth of all tasks
                 per_user = 1000
-                users = (size - heavy - loaded) // per_user
-                took = await load_tasks(data_dir, users, per_user, heavy - (loaded // 10))
-                loaded = size
+                # New users each time, so every user called "with 1,000 tasks" has exactly that many.
+                users = (size - loaded - (heavy - heavy_loaded)) // per_user
+                took = await load_tasks(data_dir, normal_users, users, per_user, heavy - heavy_loaded)
+                loaded, normal_users, heavy_loaded = size, normal_users + users, heavy
                 print(f"loaded to {size:,} tasks in {took:.0f} s", flush=True)
-                normal = [f"user-{u:05d}" for u in range(min(users, 500))]
+                normal = [f"user-{u:05d}" for u in range(min(normal_users, 500))]
                 label = f"{size:,} tasks"
                 for figures in await bench_search(host.address, data_dir, users, args.samples,
                                                   f"{label}, users with 1,000 tasks", normal):  # fmt: skip

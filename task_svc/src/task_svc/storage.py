@@ -207,14 +207,53 @@ class TaskRepository:
         if words:
             # Every word must match; the last may be a prefix (search as you type).
             expression = " & ".join(f"{w}:*" if i == len(words) - 1 else w for i, w in enumerate(words))
-            ts_query = sa.func.to_tsquery(sa.literal_column("'english'::regconfig"), expression)
+            # Both queries are scalar subqueries so PostgreSQL computes each once
+            # per statement: in a generic prepared plan a plain call would be
+            # computed again for every row it ranks.
+            ts_query = sa.select(
+                sa.func.to_tsquery(sa.literal_column("'english'::regconfig"), expression)
+            ).scalar_subquery()
+            owner_query = sa.select(
+                sa.func.owner_scoped_query(user_id, sa.literal(words, pg.ARRAY(sa.Text)))
+            ).scalar_subquery()
+            # The owner-scoped index finds this user's tasks with these lexemes
+            # without reading other users' (migration 0002); the match on
+            # `search` keeps exactly the meaning of ts_query (phrases included).
+            conditions.append(sa.func.owner_scoped_search(tasks.c.user_id, tasks.c.search).op("@@")(owner_query))
             conditions.append(tasks.c.search.op("@@")(ts_query))
         where = sa.and_(*conditions)
-        total = await self.conn.scalar(sa.select(sa.func.count()).select_from(tasks).where(where))
-        query = sa.select(*_COLUMNS).where(where)
-        query = query.order_by(*_ordering(request, ts_query)).limit(page_size).offset(offset)
+        ordering = _ordering(request, ts_query)
+        if ts_query is None:
+            # Listings without words can walk an index in the requested order and
+            # stop after the page; counting them is a query of its own.
+            total = await self.conn.scalar(sa.select(sa.func.count()).select_from(tasks).where(where))
+            query = sa.select(*_COLUMNS).where(where).order_by(*ordering).limit(page_size).offset(offset)
+            rows = (await self.conn.execute(query)).all()
+            return [to_message(r) for r in rows], int(total or 0)
+        # Counting a search's matches visits every one of them anyway (and ranking
+        # does too), so the page comes from that same pass: it carries only ids
+        # and the count until the page is known, then reads the page's rows by id.
+        page = (
+            sa.select(tasks.c.task_id, sa.func.count().over().label("total_size"))
+            .where(where)
+            .order_by(*ordering)
+            .limit(page_size)
+            .offset(offset)
+            .subquery("page")
+        )
+        query = (
+            sa.select(*_COLUMNS, page.c.total_size)
+            .join_from(page, tasks, page.c.task_id == tasks.c.task_id)
+            .order_by(*ordering)
+        )
         rows = (await self.conn.execute(query)).all()
-        return [to_message(r) for r in rows], int(total or 0)
+        if rows:
+            return [to_message(r) for r in rows], int(rows[0].total_size)
+        if offset == 0:
+            return [], 0
+        # A page past the last match carries no count with it.
+        total = await self.conn.scalar(sa.select(sa.func.count()).select_from(tasks).where(where))
+        return [], int(total or 0)
 
 
 def _tags(values: Sequence[str]) -> list[str]:
