@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -113,13 +113,26 @@ async def test_lead_time_holds_the_next_occurrence_back(flow: Flow) -> None:
 
 
 async def test_deleting_the_series_cancels_a_waiting_occurrence(flow: Flow) -> None:
+    # Due in 2 h, daily: the next would appear 7 to 8 s from now.
     first = await create_recurring(
-        flow, "FREQ=DAILY", in_utc(timedelta(hours=2)), create_lead_time=duration_pb2.Duration(seconds=26 * 3600 - 3)
+        flow, "FREQ=DAILY", in_utc(timedelta(hours=2)), create_lead_time=duration_pb2.Duration(seconds=26 * 3600 - 8)
     )
     await complete(flow, first.task_id)
-    await asyncio.sleep(0.3)
     await flow.tasks.DeleteTask(ts.DeleteTaskRequest(task_id=first.task_id, end_series=True), metadata=flow.alice)
-    await asyncio.sleep(4.0)  # past the moment the occurrence would have appeared
+
+    async def deletion_handled() -> bool:
+        deleted = [e.id for e in await flow.events("todo.task.v1.TaskDeleted") if e.subject == first.task_id]
+        if not deleted:
+            return False
+        async with flow.host.databases["todo_recurrence"].engine.connect() as conn:
+            from todo_kit.messaging import processed_events_table
+
+            rows = (await conn.execute(processed_events_table.select())).all()
+        return deleted[0] in {r.event_id for r in rows}
+
+    await eventually(deletion_handled)
+    appear_at = first.due.instant.ToDatetime(tzinfo=UTC) + timedelta(days=1) - timedelta(seconds=26 * 3600 - 8)
+    await asyncio.sleep(max(0.0, (appear_at - datetime.now(UTC)).total_seconds()) + 1.5)
     assert await series(flow, first.recurrence.series_id) == []
     assert await flow.events("todo.task.v1.OccurrenceRequested") == []
 

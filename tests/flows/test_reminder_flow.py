@@ -49,7 +49,8 @@ async def in_state(flow: Flow, task_id: str, state: int, count: int = 1) -> list
 
 
 async def test_a_reminder_fires_once_at_its_time_and_not_early(flow: Flow) -> None:
-    task = await create(flow, due=in_utc(timedelta(seconds=3)), reminders=[before(2)])
+    # Due 5 s ahead (to the second), reminded 2 s before: 2 to 3 s from now.
+    task = await create(flow, due=in_utc(timedelta(seconds=5)), reminders=[before(2)])
     [planned] = await in_state(flow, task.task_id, SCHEDULED)
     assert planned.fire_time.ToDatetime(tzinfo=UTC) == task.due.instant.ToDatetime(tzinfo=UTC) - timedelta(seconds=2)
     [fired] = await in_state(flow, task.task_id, FIRED)
