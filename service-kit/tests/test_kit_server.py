@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from todo_kit.auth import TokenVerifier
 from todo_kit.config import Settings
+from todo_kit.embedded_host import EmbeddedHost
 from todo_kit.server import KitServer
+from todo_kit.testing import running_host
 
 
 async def status(channel: grpc.aio.Channel, service: str) -> int:
@@ -40,3 +43,23 @@ async def test_health_is_serving_only_between_ready_and_shutdown() -> None:
             assert {"todo.task.v1.TaskService", "grpc.health.v1.Health"} <= names
     finally:
         await server.stop(grace=0.1)
+
+
+async def test_a_busy_port_is_refused_not_shared() -> None:
+    settings = Settings.from_env({"TODO_GRPC_PORT": "0"})
+    first = KitServer(settings, TokenVerifier("k" * 40))
+    port = await first.start(["todo.task.v1.TaskService"])
+    try:
+        second = KitServer(Settings.from_env({"TODO_GRPC_PORT": str(port)}), TokenVerifier("k" * 40))
+        with pytest.raises(SystemExit, match="another instance"):
+            await second.start(["todo.task.v1.TaskService"])
+    finally:
+        await first.stop(grace=0.1)
+
+
+async def test_one_host_per_data_folder(kit_settings: Settings) -> None:
+    async with running_host(kit_settings, []):
+        with pytest.raises(SystemExit, match="another host is running"):
+            await EmbeddedHost(kit_settings, []).start()
+    async with running_host(kit_settings, []) as again:  # free once the first has stopped
+        assert again.port > 0

@@ -9,10 +9,12 @@ served by one gRPC server with reflection on 127.0.0.1:50051.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import signal
 import sys
 from importlib.metadata import entry_points
+from typing import IO
 
 from todo_kit import embedded_pg
 from todo_kit.auth import TokenVerifier, signing_key_for
@@ -56,6 +58,7 @@ class EmbeddedHost:
         self.outboxes: dict[str, Outbox] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._postgres: embedded_pg.EmbeddedPostgres | None = None
+        self._lock: IO[str] | None = None
         self.port = 0
 
     @property
@@ -66,6 +69,15 @@ class EmbeddedHost:
     async def start(self) -> None:
         """Starts PostgreSQL, migrates, serves, and then reports SERVING."""
         settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # One host per data folder: a second would fire the same jobs and
+        # deliver the same events again.
+        self._lock = (settings.data_dir / "host.lock").open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise SystemExit(f"another host is running on {settings.data_dir}") from None
         verifier = TokenVerifier(signing_key_for(settings))
         admin_url = settings.database_url.format(database="postgres") if settings.database_url else ""
         if not admin_url:
@@ -128,6 +140,9 @@ class EmbeddedHost:
         if self._postgres is not None:
             await asyncio.to_thread(self._postgres.stop)
             self._postgres = None
+        if self._lock is not None:
+            self._lock.close()  # releases the data folder
+            self._lock = None
 
 
 BANNER = """

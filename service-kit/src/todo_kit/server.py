@@ -139,7 +139,11 @@ class KitServer:
 
     def __init__(self, settings: Settings, verifier: TokenVerifier, *, tracing: Iterable[Any] = ()) -> None:
         self.settings = settings
-        self.server = grpc.aio.server(interceptors=[*tracing, KitInterceptor(verifier)])
+        # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
+        # would then start silently and take half of the calls.
+        self.server = grpc.aio.server(
+            interceptors=[*tracing, KitInterceptor(verifier)], options=[("grpc.so_reuseport", 0)]
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
@@ -155,9 +159,12 @@ class KitServer:
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise SystemExit(f"cannot listen on {address}")
+            raise SystemExit(f"cannot listen on {address}: is another instance running? (set TODO_GRPC_PORT)")
         await self.server.start()
         return self.port
 
