@@ -191,3 +191,46 @@ async def test_deleting_with_end_series_stops_further_occurrences(kit_settings: 
         await wait_processed(host, {late.event_id})
         listed = await stub.ListTasks(ts.ListTasksRequest(), metadata=md)
     assert listed.total_size == 0
+
+
+async def test_old_events_are_pruned_but_not_before_every_consumer_passed_them(kit_settings: Settings) -> None:
+    md = bearer(kit_settings, "alice")
+    async with running_host(kit_settings, [task_unit]) as host, grpc.aio.insecure_channel(host.address) as channel:
+        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        for i in range(3):
+            await stub.CreateTask(ts.CreateTaskRequest(task=task_pb2.Task(title=f"T{i}")), metadata=md)
+        events = await wait_for_events(host, 3)
+        assert len(events) == 3
+        await wait_processed_position(host, 3)
+        runtime_db, task_db = host.databases["todo_runtime"], host.databases["todo_task"]
+        async with runtime_db.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE event_log SET published_at = now() - interval '8 days'"))
+            # As if the task service had not yet passed the newest event.
+            max_seq = await conn.scalar(sa.text("SELECT max(seq) FROM event_log"))
+            await conn.execute(sa.text("UPDATE consumer_positions SET position = :p"), {"p": max_seq - 1})
+        async with task_db.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE outbox SET published_at = now() - interval '8 days'"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES "
+                    "('task_svc', 'old', now() - interval '20 days'), ('task_svc', 'recent', now())"
+                )
+            )
+        counts = await host.prune()
+        assert counts["event_log"] == 2
+        assert counts["task_svc.outbox"] == 3
+        assert counts["task_svc.processed_events"] == 1
+        async with task_db.engine.connect() as conn:
+            kept = (await conn.execute(sa.text("SELECT event_id FROM processed_events"))).scalars().all()
+        assert kept == ["recent"]
+
+
+async def wait_processed_position(host: EmbeddedHost, position: int, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with host.databases["todo_runtime"].engine.connect() as conn:
+            found = await conn.scalar(sa.text("SELECT max(position) FROM consumer_positions"))
+        if (found or 0) >= position:
+            return
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)

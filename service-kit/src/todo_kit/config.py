@@ -53,6 +53,8 @@ class Settings:
       service's database name; empty in embedded mode (the embedded server is used).
     TODO_DATABASE_PREFIX: put before every database name (to share one server).
     TODO_JWT_SECRET / TODO_JWT_SECRET_FILE: the token signing key (a secret).
+    TODO_RETENTION_DAYS: how long published events are kept (outbox, event log);
+      processed event ids are kept twice as long (1 to 3650, default 7).
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
     """
@@ -67,6 +69,7 @@ class Settings:
     jwt_secret_file: str
     log_level: str
     otlp_endpoint: str
+    retention_days: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +86,7 @@ class Settings:
             jwt_secret_file=env.get("TODO_JWT_SECRET_FILE", ""),
             log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            retention_days=_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import IO
 
@@ -21,7 +22,7 @@ from todo_kit.auth import TokenVerifier, signing_key_for
 from todo_kit.config import Settings
 from todo_kit.db import Database, ensure_database, migrate
 from todo_kit.logs import configure_logging
-from todo_kit.messaging import Outbox, OutboxRelay
+from todo_kit.messaging import Outbox, OutboxRelay, prune_messaging
 from todo_kit.runtime.embedded import EmbeddedRuntime
 from todo_kit.runtime.port import ServiceUnit, UnitContext, UnitWiring
 from todo_kit.server import KitServer, configure_tracing
@@ -29,6 +30,7 @@ from todo_kit.server import KitServer, configure_tracing
 log = logging.getLogger(__name__)
 
 RUNTIME_DATABASE = "todo_runtime"
+PRUNE_INTERVAL_SECONDS = 600
 UNIT_ENTRY_POINTS = "todo.service_units"
 
 
@@ -118,8 +120,35 @@ class EmbeddedHost:
         await self.runtime.start()
         for wiring in self.wirings.values():
             self._tasks.extend(asyncio.create_task(work()) for work in wiring.background)
+        self._tasks.append(asyncio.create_task(self._prune_periodically()))
         await self.server.mark_serving()
         log.info("serving", extra={"address": self.address, "units": [u.app_id for u in self.units]})
+
+    async def prune(self) -> dict[str, int]:
+        """Deletes events and event ids older than the retention period; returns counts per table."""
+        now = datetime.now(UTC)
+        keep = timedelta(days=self.settings.retention_days)
+        counts: dict[str, int] = {}
+        assert self.runtime is not None
+        counts["event_log"] = await self.runtime.prune_event_log(now - keep)
+        for unit in self.units:
+            outbox_rows, inbox_rows = await prune_messaging(
+                self.databases[unit.database], published_before=now - keep, processed_before=now - 2 * keep
+            )
+            counts[f"{unit.app_id}.outbox"] = outbox_rows
+            counts[f"{unit.app_id}.processed_events"] = inbox_rows
+        return counts
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+            try:
+                counts = await self.prune()
+                log.info("pruned old events", extra={"deleted": counts})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning old events failed; trying again later")
 
     async def stop(self, grace: float = 3.0) -> None:
         """Stops taking calls, then background work, then closes the databases."""

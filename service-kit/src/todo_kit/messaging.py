@@ -165,6 +165,24 @@ class Publisher(Protocol):
         """Publishes events; returns only when every one was accepted."""
 
 
+async def prune_messaging(db: Database, *, published_before: datetime, processed_before: datetime) -> tuple[int, int]:
+    """Deletes outbox rows published before published_before and inbox ids recorded before processed_before.
+
+    The inbox must remember an event id for longer than the event can still be
+    delivered again, so its cut-off is the earlier one.
+    """
+    async with db.transaction() as conn:
+        outbox_rows = await conn.execute(
+            sa.delete(outbox_table).where(
+                outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < published_before
+            )
+        )
+        inbox_rows = await conn.execute(
+            sa.delete(processed_events_table).where(processed_events_table.c.processed_at < processed_before)
+        )
+    return outbox_rows.rowcount, inbox_rows.rowcount
+
+
 class OutboxRelay:
     """Publishes a service's outbox rows in order and marks them published.
 

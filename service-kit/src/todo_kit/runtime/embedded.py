@@ -196,6 +196,28 @@ class EmbeddedRuntime:
             await self._channel.close()
             self._channel = None
 
+    async def prune_event_log(self, before: datetime) -> int:
+        """Deletes events published before `before` that every consumer of their topic has passed."""
+        consumers_by_topic: dict[str, list[str]] = defaultdict(list)
+        for consumer in self._consumers:
+            consumers_by_topic[consumer.subscription.topic].append(consumer.name)
+        deleted = 0
+        async with self.db.transaction() as conn:
+            topics_present = (await conn.execute(sa.select(event_log.c.topic).distinct())).scalars().all()
+            for topic in topics_present:
+                condition = sa.and_(event_log.c.topic == topic, event_log.c.published_at < before)
+                names = consumers_by_topic.get(topic, [])
+                if names:
+                    passed = await conn.scalar(
+                        sa.select(sa.func.min(consumer_positions.c.position)).where(
+                            consumer_positions.c.topic == topic, consumer_positions.c.consumer.in_(names)
+                        )
+                    )
+                    condition = sa.and_(condition, event_log.c.seq <= (passed or 0))
+                result = await conn.execute(sa.delete(event_log).where(condition))
+                deleted += result.rowcount
+        return deleted
+
     # --- event dispatch ---------------------------------------------------
 
     async def _position(self, consumer: _Consumer) -> int:
