@@ -340,3 +340,11 @@ async def test_unexpected_failure_is_internal_without_a_stack_trace(
     reference = details.split("quote ", 1)[1].split(" ", 1)[0]
     logged = [r for r in caplog.records if getattr(r, "error_ref", None) == reference]
     assert logged and logged[0].exc_info is not None
+
+
+async def test_a_huge_request_is_resource_exhausted_and_changes_nothing(tasks: TaskClient) -> None:
+    huge = ts.CreateTaskRequest(task=task_pb2.Task(title="t", description="x" * (2 * 1024 * 1024)))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await tasks.stub.CreateTask(huge, metadata=tasks.alice)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await all_tasks(tasks, tasks.alice) == []

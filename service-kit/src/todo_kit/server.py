@@ -19,6 +19,10 @@ from todo_kit.errors import DomainError
 
 log = logging.getLogger(__name__)
 
+# No request of this contract needs more; a larger one is RESOURCE_EXHAUSTED
+# before any handler runs.
+MAX_REQUEST_BYTES = 1024 * 1024
+
 # Methods anyone may call without a token: probes and service discovery.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -142,7 +146,8 @@ class KitServer:
         # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
-            interceptors=[*tracing, KitInterceptor(verifier)], options=[("grpc.so_reuseport", 0)]
+            interceptors=[*tracing, KitInterceptor(verifier)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
