@@ -7,3 +7,9 @@ reflection, tracing and identity (server), configuration (config), JSON logs
 transactional outbox and idempotent inbox (messaging), and the runtime port
 with its embedded implementation (runtime).
 """
+
+import os as _os
+
+# The host starts PostgreSQL's tools as child processes (fork + exec); gRPC's
+# fork handlers are of no use to them and only print warnings.
+_os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
