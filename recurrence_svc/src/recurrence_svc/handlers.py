@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC
 
 from recurrence_svc import domain
 from recurrence_svc.storage import SeriesRepository
@@ -16,6 +15,8 @@ from todo_kit.db import Database
 from todo_kit.errors import Violations
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import Runtime
+from todo_kit.server import ServicerContext
+from todo_kit.zoned import now_utc
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ APP_ID = "recurrence_svc"
 JOB_PREFIX = "occurrence/"
 PREVIEW_DEFAULT = 10
 PREVIEW_MAX = 1000
-Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
+Context = ServicerContext
 
 
 def job_name(series_id: str, index: int) -> str:
@@ -99,7 +100,7 @@ class SeriesHandler:
         if not domain.is_recurring(task):
             return
         completed_at = task.complete_time.ToDatetime(tzinfo=UTC) if task.HasField("complete_time") else None
-        now = domain_now()
+        now = now_utc()
         async with self.db.transaction() as conn:
             if not await claim_event(conn, APP_ID, event_id):
                 return
@@ -145,7 +146,7 @@ class SeriesHandler:
             if not await claim_event(conn, APP_ID, event_id):
                 return
             repo = SeriesRepository(conn)
-            await repo.end(series_id, deleted.user_id, "deleted", domain_now())
+            await repo.end(series_id, deleted.user_id, "deleted", now_utc())
             waiting = await repo.unpublished_of(series_id)
         for index in waiting:
             await self.runtime.delete_job(APP_ID, job_name(series_id, index))
@@ -165,8 +166,3 @@ class SeriesHandler:
                 return
             await self.outbox.add_event(conn, pending.request, subject=series_id)
             await repo.mark_published(series_id, pending.index)
-
-
-def domain_now() -> datetime:
-    """The current instant."""
-    return datetime.now(UTC)

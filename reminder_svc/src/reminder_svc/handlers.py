@@ -20,18 +20,15 @@ from todo_kit.db import Database
 from todo_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import Runtime
+from todo_kit.server import ServicerContext
+from todo_kit.zoned import now_utc
 
 log = logging.getLogger(__name__)
 
 APP_ID = "reminder_svc"
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
-Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
-
-
-def now_utc() -> datetime:
-    """The current instant."""
-    return datetime.now(UTC)
+Context = ServicerContext
 
 
 class ReminderPlanner:

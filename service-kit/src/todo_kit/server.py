@@ -19,6 +19,9 @@ from todo_kit.errors import DomainError
 
 log = logging.getLogger(__name__)
 
+ServicerContext = Any
+"""What servicers receive as `context` (grpc.aio.ServicerContext; grpc ships no type information)."""
+
 # No request of this contract needs more; a larger one is RESOURCE_EXHAUSTED
 # before any handler runs.
 MAX_REQUEST_BYTES = 1024 * 1024

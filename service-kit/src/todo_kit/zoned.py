@@ -34,6 +34,11 @@ class ZonedTime:
         )
 
 
+def now_utc() -> datetime:
+    """The current instant, always aware and in UTC (never the server's zone)."""
+    return datetime.now(UTC)
+
+
 def zone_named(name: str) -> ZoneInfo:
     """The IANA zone called name; raises ValueError for an unknown or malformed name."""
     if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:

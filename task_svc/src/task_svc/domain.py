@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import duration_pb2
@@ -303,8 +302,3 @@ def query_fingerprint(request: task_service_pb2.ListTasksRequest) -> str:
 
 encode_page_token = paging.encode_page_token
 decode_page_token = paging.decode_page_token
-
-
-def now_utc() -> datetime:
-    """The current instant (one place, so tests and code agree it is UTC)."""
-    return datetime.now(UTC)

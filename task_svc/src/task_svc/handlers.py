@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from task_svc import domain
 from task_svc.storage import TaskRepository, new_task_id
@@ -14,11 +13,13 @@ from todo_kit.auth import current_user
 from todo_kit.db import Database
 from todo_kit.errors import InvalidArgument, NotFound, VersionConflict, Violations
 from todo_kit.messaging import Outbox, claim_event
+from todo_kit.server import ServicerContext
+from todo_kit.zoned import now_utc
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "task_svc"
-Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
+Context = ServicerContext
 
 
 def _not_found(task_id: str) -> NotFound:
@@ -32,7 +33,7 @@ def _check_version(task: task_pb2.Task, expected: int) -> None:
 
 def _stamp_changed(task: task_pb2.Task) -> None:
     task.version += 1
-    task.update_time.FromDatetime(domain.now_utc())
+    task.update_time.FromDatetime(now_utc())
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
@@ -85,7 +86,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         task.task_id = new_task_id()
         task.user_id = user
         task.status = task_pb2.TASK_STATUS_OPEN
-        now = domain.now_utc()
+        now = now_utc()
         task.create_time.FromDatetime(now)
         task.update_time.FromDatetime(now)
         task.version = 1
@@ -186,7 +187,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             if request.end_series and task.recurrence.series_id:
                 await repo.end_series(task.recurrence.series_id)
             event = events_pb2.TaskDeleted(user_id=user, task=task, end_series=request.end_series)
-            event.delete_time.FromDatetime(domain.now_utc())
+            event.delete_time.FromDatetime(now_utc())
             await self.outbox.add_event(conn, event, subject=task_id)
         return task_service_pb2.DeleteTaskResponse(task=task)
 
@@ -196,7 +197,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         user = current_user()
         page_size, offset = domain.check_list_request(request)
         async with self.db.engine.connect() as conn:
-            found, total = await TaskRepository(conn).list(user, request, page_size, offset, domain.now_utc())
+            found, total = await TaskRepository(conn).list(user, request, page_size, offset, now_utc())
         response = task_service_pb2.ListTasksResponse(tasks=found, total_size=total)
         if offset + len(found) < total:
             response.next_page_token = domain.encode_page_token(offset + len(found), domain.query_fingerprint(request))
