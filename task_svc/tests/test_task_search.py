@@ -13,6 +13,7 @@ from task_svc.storage import tasks as tasks_table
 from task_svc.unit import unit as task_unit
 from todo_contracts.task.v1 import task_pb2
 from todo_contracts.task.v1 import task_service_pb2 as ts
+from todo_kit import paging
 from todo_kit.db import alembic_config
 
 
@@ -80,7 +81,7 @@ async def test_search_pages_carry_the_exact_total(tasks: TaskClient) -> None:
             break
     assert len(seen) == 7 and set(seen) == made
     request = ts.ListTasksRequest(query="rent", page_size=3)
-    past_the_end = domain.encode_page_token(30, domain.query_fingerprint(request))
+    past_the_end = paging.encode_page_token(30, paging.query_fingerprint(request))
     beyond = await search(tasks, tasks.alice, "rent", page_size=3, page_token=past_the_end)
     assert list(beyond.tasks) == [] and beyond.total_size == 7 and not beyond.next_page_token
     by_title = await search(tasks, tasks.alice, "rent", page_size=3, order_by=ts.TASK_ORDER_BY_TITLE)

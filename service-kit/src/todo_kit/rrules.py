@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 
 from dateutil.rrule import rrule, rrulestr
 
@@ -166,14 +166,6 @@ def occurrences(text: str, start: datetime, zone: str) -> Iterator[Occurrence]:
         yield Occurrence(index, local, instant)
 
 
-def occurrence_at(text: str, start: datetime, zone: str, index: int) -> Occurrence | None:
-    """The occurrence with this index (1 = start), or None when the rule ends before it."""
-    for occurrence in occurrences(text, start, zone):
-        if occurrence.index == index:
-            return occurrence
-    return None
-
-
 def first_after(text: str, start: datetime, zone: str, instant: datetime, *, min_index: int = 1) -> Occurrence | None:
     """The first occurrence with index >= min_index strictly after instant, or None when the rule ends first."""
     for occurrence in occurrences(text, start, zone):
@@ -241,8 +233,3 @@ def _weekday(value: str) -> str:
     day = _WEEKDAYS.get(value[-2:].upper(), value)
     prefix = value[:-2]
     return f"the {_ordinal(prefix)} {day}" if prefix.lstrip("+-").isdigit() else day
-
-
-def local_day_start(day: date) -> datetime:
-    """Midnight at the start of a day (naive)."""
-    return datetime.combine(day, time())

@@ -283,7 +283,7 @@ def check_list_request(request: task_service_pb2.ListTasksRequest) -> tuple[int,
     offset = 0
     if request.page_token:
         try:
-            offset = decode_page_token(request.page_token, query_fingerprint(request))
+            offset = paging.decode_page_token(request.page_token, paging.query_fingerprint(request))
         except ValueError as exc:
             violations.add("page_token", str(exc))
     violations.raise_if_any()

@@ -9,6 +9,7 @@ from task_svc import domain
 from task_svc.storage import TaskRepository, new_task_id
 from todo_contracts.envelope import DecodedEvent
 from todo_contracts.task.v1 import events_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
+from todo_kit import paging
 from todo_kit.auth import current_user
 from todo_kit.db import Database
 from todo_kit.errors import InvalidArgument, NotFound, VersionConflict, Violations
@@ -200,7 +201,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             found, total = await TaskRepository(conn).list(user, request, page_size, offset, now_utc())
         response = task_service_pb2.ListTasksResponse(tasks=found, total_size=total)
         if offset + len(found) < total:
-            response.next_page_token = domain.encode_page_token(offset + len(found), domain.query_fingerprint(request))
+            response.next_page_token = paging.encode_page_token(offset + len(found), paging.query_fingerprint(request))
         return response
 
 
