@@ -17,6 +17,7 @@ from todo_kit.db import Database, ensure_database
 from todo_kit.messaging import OutgoingEvent
 from todo_kit.runtime.embedded import EmbeddedRuntime, dead_letters
 from todo_kit.runtime.port import Subscription
+from todo_kit.testing import eventually
 
 
 @pytest.fixture
@@ -34,14 +35,6 @@ async def new_runtime(db: Database) -> EmbeddedRuntime:
     return runtime
 
 
-async def wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_job_due_in_200_ms_fires_once_and_not_early(runtime_db: Database) -> None:
     runtime = await new_runtime(runtime_db)
     fired: list[tuple[str, bytes, datetime]] = []
@@ -54,7 +47,7 @@ async def test_job_due_in_200_ms_fires_once_and_not_early(runtime_db: Database) 
     try:
         due = datetime.now(UTC) + timedelta(milliseconds=200)
         await runtime.schedule_job("svc", "remind/1", due, b"payload")
-        await wait_until(lambda: fired)
+        await eventually(lambda: fired)
         await asyncio.sleep(0.5)  # room for a wrong second firing
     finally:
         await runtime.stop()
@@ -77,7 +70,7 @@ async def test_job_due_while_down_fires_after_restart(runtime_db: Database) -> N
     second.add_job_handlers("svc", {"remind/": handler})
     await second.start()
     try:
-        await wait_until(lambda: fired)
+        await eventually(lambda: fired)
         await asyncio.sleep(0.3)
     finally:
         await second.stop()
@@ -99,7 +92,7 @@ async def test_rescheduling_replaces_and_deleting_cancels(runtime_db: Database) 
         await runtime.schedule_job("svc", "a", soon + timedelta(milliseconds=100), b"new")
         await runtime.schedule_job("svc", "b", soon, b"cancelled")
         await runtime.delete_job("svc", "b")
-        await wait_until(lambda: fired)
+        await eventually(lambda: fired)
         await asyncio.sleep(0.4)
     finally:
         await runtime.stop()
@@ -119,7 +112,7 @@ async def test_failing_job_fires_again_until_it_succeeds(runtime_db: Database) -
     await runtime.start()
     try:
         await runtime.schedule_job("svc", "j", datetime.now(UTC), b"")
-        await wait_until(lambda: len(attempts) >= 3)
+        await eventually(lambda: len(attempts) >= 3)
         await asyncio.sleep(0.5)
     finally:
         await runtime.stop()
@@ -143,7 +136,7 @@ async def test_events_are_delivered_in_order_and_survive_restart(runtime_db: Dat
     runtime.add_subscription("consumer", Subscription("task-events", handler))
     await runtime.start()
     await runtime.publish([task_event("alice", f"t{i}") for i in range(50)])
-    await wait_until(lambda: len(received) == 50)
+    await eventually(lambda: len(received) == 50)
     await runtime.stop()
     # Published while the consumer is down: delivered when it is back, after the first 50.
     publisher = await new_runtime(runtime_db)
@@ -152,7 +145,7 @@ async def test_events_are_delivered_in_order_and_survive_restart(runtime_db: Dat
     again.add_subscription("consumer", Subscription("task-events", handler))
     await again.start()
     try:
-        await wait_until(lambda: len(received) == 60)
+        await eventually(lambda: len(received) == 60)
         await asyncio.sleep(0.2)
     finally:
         await again.stop()
@@ -171,7 +164,7 @@ async def test_undecodable_event_is_dead_lettered_and_blocks_nothing(runtime_db:
     good = task_event("alice", "after the poison")
     try:
         await runtime.publish([OutgoingEvent("poison-1", "task-events", "alice", "?", b"\xffnot a cloudevent"), good])
-        await wait_until(lambda: received)
+        await eventually(lambda: received)
     finally:
         await runtime.stop()
     assert received == [good.event_id]
@@ -199,7 +192,7 @@ async def test_handler_that_keeps_failing_is_dead_lettered_after_retries(
     bad, good = task_event("alice", "bad"), task_event("alice", "good")
     try:
         await runtime.publish([bad, good])
-        await wait_until(lambda: good.event_id in calls)
+        await eventually(lambda: good.event_id in calls)
     finally:
         await runtime.stop()
     assert calls == [bad.event_id] * 3 + [good.event_id]

@@ -18,7 +18,7 @@ from todo_kit.config import Settings
 from todo_kit.embedded_host import EmbeddedHost
 from todo_kit.messaging import OutgoingEvent, outbox_table, processed_events_table
 from todo_kit.runtime.embedded import event_log
-from todo_kit.testing import bearer, running_host
+from todo_kit.testing import bearer, eventually, running_host
 
 
 async def logged_events(host: EmbeddedHost) -> list[envelope.DecodedEvent]:
@@ -104,16 +104,15 @@ async def test_crash_between_commit_and_publish_still_publishes_once(
     assert len({e.id for e in events}) == 5
 
 
-async def wait_processed(host: EmbeddedHost, event_ids: set[str], timeout: float = 10.0) -> None:
+async def wait_processed(host: EmbeddedHost, event_ids: set[str]) -> None:
     """Waits until the task service's inbox holds every one of event_ids."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def done() -> bool:
         async with host.databases["todo_task"].engine.connect() as conn:
-            done = set((await conn.execute(sa.select(processed_events_table.c.event_id))).scalars())
-        if event_ids <= done:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "events were not processed in time"
-        await asyncio.sleep(0.02)
+            seen = set((await conn.execute(sa.select(processed_events_table.c.event_id))).scalars())
+        return event_ids <= seen
+
+    await eventually(done)
 
 
 def occurrence_request(template: task_pb2.Task, index: int, local: str) -> events_pb2.OccurrenceRequested:
@@ -225,12 +224,10 @@ async def test_old_events_are_pruned_but_not_before_every_consumer_passed_them(k
         assert kept == ["recent"]
 
 
-async def wait_processed_position(host: EmbeddedHost, position: int, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def wait_processed_position(host: EmbeddedHost, position: int) -> None:
+    async def reached() -> bool:
         async with host.databases["todo_runtime"].engine.connect() as conn:
             found = await conn.scalar(sa.text("SELECT max(position) FROM consumer_positions"))
-        if (found or 0) >= position:
-            return
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
+        return (found or 0) >= position
+
+    await eventually(reached)

@@ -23,6 +23,7 @@ from todo_contracts.task.v1 import task_pb2, task_service_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit.auth import issue_token, signing_key_for
 from todo_kit.config import Settings
+from todo_kit.testing import eventually
 
 
 def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
@@ -39,16 +40,6 @@ async def fired_reminders(channel: grpc.aio.Channel, md: list[tuple[str, str]]) 
     stub = reminder_pb2_grpc.ReminderServiceStub(channel)
     request = reminder_pb2.ListRemindersRequest(states=[reminder_pb2.REMINDER_STATE_FIRED], page_size=1000)
     return list((await stub.ListReminders(request, metadata=md)).reminders)
-
-
-async def until(check: object, timeout: float = 30.0) -> object:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()  # type: ignore[operator]
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_reminder_on_time_and_next_weeks_task(host_process: HostProcess, tmp_path: Path) -> None:
@@ -90,10 +81,10 @@ async def test_reminder_on_time_and_next_weeks_task(host_process: HostProcess, t
             )
             return list(found.tasks)
 
-        [following] = await until(next_week)  # type: ignore[misc]
+        [following] = await eventually(next_week)  # type: ignore[misc]
         assert following.due.local_time == "2026-12-14T09:00:00"
 
-        [fired] = await until(lambda: fired_reminders(channel, md))  # type: ignore[misc]
+        [fired] = await eventually(lambda: fired_reminders(channel, md))  # type: ignore[misc]
     assert fired.task_id == reminded.task_id and not fired.late
     assert fired.fired_time.ToDatetime() >= fired.fire_time.ToDatetime()
 
@@ -125,7 +116,7 @@ async def test_kill_9_before_reminders_come_due_delivers_each_once_late(
             listed = await reminders.ListReminders(reminder_pb2.ListRemindersRequest(page_size=1000), metadata=md)
             return len(listed.reminders) == count
 
-        await until(all_planned)
+        await eventually(all_planned)
     host_process.kill()  # SIGKILL: down before any reminder is due
     await asyncio.sleep(5)
     host_process.start()
@@ -136,7 +127,7 @@ async def test_kill_9_before_reminders_come_due_delivers_each_once_late(
             found = await fired_reminders(channel, md)
             return found if len(found) == count else []
 
-        fired = await until(all_fired)
+        fired = await eventually(all_fired)
         await asyncio.sleep(0.5)
         assert len(await fired_reminders(channel, md)) == count
     assert all(r.late and r.lateness.ToTimedelta() >= timedelta(seconds=1) for r in fired)  # type: ignore[union-attr]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import grpc
 import sqlalchemy as sa
@@ -23,9 +21,10 @@ from todo_contracts.task.v1 import task_service_pb2_grpc
 from todo_kit.config import Settings
 from todo_kit.embedded_host import EmbeddedHost
 from todo_kit.runtime.embedded import event_log
-from todo_kit.testing import bearer, running_host
+from todo_kit.testing import bearer, eventually, running_host
 
 UNITS = [task_unit, reminder_unit, recurrence_unit]
+__all__ = ["UNITS", "Flow", "eventually", "in_utc", "running_flow"]
 
 
 @dataclass
@@ -63,18 +62,6 @@ async def running_flow(settings: Settings) -> AsyncIterator[Flow]:
             bearer(settings, "alice"),
             bearer(settings, "bob"),
         )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """Polls check until it returns something truthy; fails after timeout seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def in_utc(delta: timedelta) -> common_pb2.ZonedDateTime:

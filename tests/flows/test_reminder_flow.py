@@ -40,6 +40,15 @@ async def reminders_of(flow: Flow, task_id: str) -> list[reminder_pb2.Reminder]:
     return list(response.reminders)
 
 
+async def due_events_of(flow: Flow, task_id: str) -> list[object]:
+    """The ReminderDue events of a task, once at least one has reached the log."""
+
+    async def found() -> list[object]:
+        return [e for e in await flow.events(DUE) if e.subject == task_id]
+
+    return list(await eventually(found))
+
+
 async def in_state(flow: Flow, task_id: str, state: int, count: int = 1) -> list[reminder_pb2.Reminder]:
     async def check() -> list[reminder_pb2.Reminder]:
         found = [r for r in await reminders_of(flow, task_id) if r.state == state]
@@ -80,6 +89,8 @@ async def test_failure_mode_2_duplicate_job_deliveries_publish_once(flow: Flow) 
     await fire(name, planned.reminder_id.encode())
     await in_state(flow, task.task_id, FIRED)
     await asyncio.sleep(0.3)
+    await due_events_of(flow, task.task_id)
+    await asyncio.sleep(0.3)  # room for a wrong second one
     assert len([e for e in await flow.events(DUE) if e.subject == task.task_id]) == 1
 
 
@@ -136,7 +147,15 @@ async def test_completing_or_deleting_cancels_reminders(flow: Flow, action: str)
         await flow.tasks.DeleteTask(ts.DeleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
     cancelled = await in_state(flow, task.task_id, CANCELLED, 2)
     assert len(cancelled) == 2
-    events = [e.message for e in await flow.events("todo.reminder.v1.ReminderCancelled") if e.subject == task.task_id]
+
+    async def cancellations() -> list[object]:
+        found = [
+            e.message for e in await flow.events("todo.reminder.v1.ReminderCancelled") if e.subject == task.task_id
+        ]
+        return found if len(found) >= 2 else []
+
+    # The state is committed with the events in the outbox; they reach the log a moment later.
+    events = await eventually(cancellations)
     reason = {
         "complete": reminder_events.CANCEL_REASON_TASK_COMPLETED,
         "delete": reminder_events.CANCEL_REASON_TASK_DELETED,
@@ -222,12 +241,13 @@ async def test_failure_mode_1_a_reminder_due_while_the_service_was_down_is_deliv
 ) -> None:
     monkeypatch.setattr(reminder_domain, "LATE_AFTER", timedelta(milliseconds=500))
     async with running_flow(kit_settings) as flow:
-        task = await create(flow, due=in_utc(timedelta(seconds=2)), reminders=[before(1)])
+        # Due 4 s ahead (to the second), reminded 1 s before: 2 to 3 s from now, after the stop below.
+        task = await create(flow, due=in_utc(timedelta(seconds=4)), reminders=[before(1)])
         await in_state(flow, task.task_id, SCHEDULED)
-    await asyncio.sleep(2.5)  # everything is down when the reminder comes due
+    await asyncio.sleep(4.5)  # everything is down when the reminder comes due
     async with running_flow(kit_settings) as flow:
         [fired] = await in_state(flow, task.task_id, FIRED)
         assert fired.late
         assert fired.lateness.ToTimedelta() >= timedelta(seconds=1)
-        due_events = [e for e in await flow.events(DUE) if e.subject == task.task_id]
+        due_events = await due_events_of(flow, task.task_id)
         assert len(due_events) == 1 and due_events[0].message.reminder.late  # type: ignore[attr-defined]

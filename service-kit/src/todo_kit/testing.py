@@ -7,12 +7,15 @@ databases on it (a unique name prefix), so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -61,6 +64,24 @@ async def running_host(settings: Settings, units: list[ServiceUnit]) -> AsyncIte
         yield host
     finally:
         await host.stop(grace=0.5)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Calls check (plain or async) until it returns something truthy, and returns that.
+
+    Fails the test after timeout seconds: things that happen through events
+    and jobs happen soon, not at once.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(interval)
 
 
 def bearer(settings: Settings, user: str) -> list[tuple[str, str]]:
