@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from bench_tasks import ROOT, Host, machine, percentiles, token
+from bench_tasks import Host, percentiles, record_section, token
 from google.protobuf import duration_pb2
 
 from todo_contracts.common.v1 import common_pb2
@@ -158,22 +158,12 @@ async def main() -> None:
         finally:
             host.stop()
     if args.record:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        section = [
-            "",
-            f"### Reminders and recurrence, embedded default — {stamp}",
-            "",
-            f"Machine: {machine()}. Command: `make bench-reminders`.",
-            "",
-            "| measure | p50 | p99 | max | notes |",
-            "|---|---|---|---|---|",
-            *lines,
-            "",
-        ]
-        path = ROOT / "docs" / "benchmarks.md"
-        with path.open("a") as out:
-            out.write("\n".join(section))
-        print(f"recorded in {path.relative_to(ROOT)}")
+        record_section(
+            "Reminders and recurrence, embedded default",
+            "Command: `make bench-reminders`.",
+            ["measure", "p50", "p99", "max", "notes"],
+            lines,
+        )
 
 
 if __name__ == "__main__":

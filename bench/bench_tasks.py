@@ -326,16 +326,27 @@ async def main() -> None:
 
 
 def record(lines: list[str]) -> None:
+    """Appends the task service figures to docs/benchmarks.md."""
+    record_section(
+        "Task service, embedded default",
+        "Client and server share the machine. Command: `make bench`.",
+        ["measure", "calls", "rate", "p50", "p99", "max"],
+        lines,
+    )
+
+
+def record_section(title: str, how: str, columns: list[str], lines: list[str]) -> None:
+    """Appends one dated section of figures, with the machine, to docs/benchmarks.md."""
     path = ROOT / "docs" / "benchmarks.md"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = [
         "",
-        f"### Task service, embedded default — {stamp}",
+        f"### {title} — {stamp}",
         "",
-        f"Machine: {machine()}. Client and server share the machine. Command: `make bench`.",
+        f"Machine: {machine()}. {how}",
         "",
-        "| measure | calls | rate | p50 | p99 | max |",
-        "|---|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
         *lines,
         "",
     ]
