@@ -76,10 +76,10 @@ class ReminderPlanner:
                     "deleted": reminder_events.CANCEL_REASON_TASK_DELETED,
                 }.get(status, reminder_events.CANCEL_REASON_REPLANNED)
                 # Snoozes are the user's own "remind me later": only ending the task cancels them.
-                for old in await repo.scheduled_of(task.task_id, rules_only=status == "open"):
+                for old, old_job in await repo.scheduled_of(task.task_id, rules_only=status == "open"):
                     await repo.set_state(old.reminder_id, CANCELLED)
                     old.state = CANCELLED
-                    jobs_to_delete.append(await repo.job_of(old.reminder_id))
+                    jobs_to_delete.append(old_job)
                     await self.outbox.add_event(
                         conn,
                         reminder_events.ReminderCancelled(user_id=user_id, reminder=old, reason=reason),

@@ -116,19 +116,13 @@ class ReminderRepository:
             )
         )
 
-    async def scheduled_of(self, task_id: str, *, rules_only: bool) -> list[reminder_pb2.Reminder]:
-        """The task's reminders still to fire (only rule-made ones when rules_only), locked."""
+    async def scheduled_of(self, task_id: str, *, rules_only: bool) -> list[tuple[reminder_pb2.Reminder, str]]:
+        """The task's reminders still to fire (only rule-made ones when rules_only), locked, with their job names."""
         query = sa.select(reminders).where(reminders.c.task_id == task_id, reminders.c.state == SCHEDULED)
         if rules_only:
             query = query.where(reminders.c.snoozed_from.is_(None))
         rows = (await self.conn.execute(query.with_for_update())).all()
-        return [to_message(r) for r in rows]
-
-    async def job_of(self, reminder_id: str) -> str:
-        """The job name of a reminder."""
-        return str(
-            await self.conn.scalar(sa.select(reminders.c.job_name).where(reminders.c.reminder_id == reminder_id))
-        )
+        return [(to_message(r), r.job_name) for r in rows]
 
     async def set_state(self, reminder_id: str, state: int) -> None:
         """Changes a reminder's state."""
