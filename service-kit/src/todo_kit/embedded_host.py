@@ -137,6 +137,8 @@ class EmbeddedHost:
             )
             counts[f"{unit.app_id}.outbox"] = outbox_rows
             counts[f"{unit.app_id}.processed_events"] = inbox_rows
+            for table, pruner in self.wirings[unit.app_id].pruners.items():
+                counts[f"{unit.app_id}.{table}"] = await pruner(now - keep)
         return counts
 
     async def _prune_periodically(self) -> None:

@@ -30,6 +30,28 @@ EventHandler = Callable[[DecodedEvent], Awaitable[None]]
 JobHandler = Callable[[str, bytes], Awaitable[None]]
 """Handles one fired job (its name and data); raising means "fire again later"."""
 
+Pruner = Callable[[datetime], Awaitable[int]]
+"""Deletes a unit's rows that are no longer needed and older than the cut-off it is given.
+
+The host calls every pruner of every unit periodically with now minus the
+retention period. A pruner deletes in bounded batches (so no transaction holds
+locks for long) and returns how many rows it deleted.
+"""
+
+
+class DropEvent(Exception):
+    """Raised by an event handler for an event that can never succeed (malformed, impossible).
+
+    The runtime dead-letters it at once with a log line naming the reason,
+    instead of retrying. Any other exception means "retry later": the event is
+    redelivered with capped exponential backoff for a long time (hours) before
+    it is given up, so a database restart never turns into lost events.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 class Runtime(Protocol):
     """What a service unit can ask of its host."""
@@ -98,6 +120,8 @@ class UnitWiring:
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Called on shutdown, after the server stopped taking calls.
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Table name (for logs) -> pruner; the host runs them periodically.
+    pruners: dict[str, Pruner] = field(default_factory=dict)
 
 
 def handler_for_job(handlers: dict[str, JobHandler], name: str) -> JobHandler | None:
