@@ -80,7 +80,7 @@ async def test_crash_between_commit_and_publish_still_publishes_once(
     kit_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     md = bearer(kit_settings, "alice")
-    from todo_kit import embedded_host
+    from todo_kit import hosting as embedded_host
 
     real_relay = embedded_host.OutboxRelay
     monkeypatch.setattr(

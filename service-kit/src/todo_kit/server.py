@@ -16,6 +16,7 @@ from opentelemetry import trace
 from todo_kit.auth import TokenVerifier, set_current_user
 from todo_kit.config import Settings
 from todo_kit.errors import DomainError
+from todo_kit.request_context import bind_authorization, bind_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
     def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         metadata = dict(context.invocation_metadata() or ())
         set_current_user(self._verifier.user_of(metadata.get("authorization")))
+        # Commands this call makes and events it causes carry the same identity and trace.
+        bind_authorization(metadata.get("authorization"))
+        bind_traceparent(metadata.get("traceparent"))
 
     def _wrap_unary(self, method: str, inner: Any) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -180,6 +184,11 @@ class KitServer:
         """Declares every service ready (migrations ran, subscriptions are live)."""
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def set_health(self, statuses: dict[str, int]) -> None:
+        """Sets the health of services by name ("" is the server as a whole)."""
+        for name, status in statuses.items():
+            await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
         """NOT_SERVING first (so load balancers drain), then stop with grace."""

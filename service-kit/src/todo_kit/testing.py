@@ -12,7 +12,7 @@ import inspect
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ from typing import Any
 import grpc
 import pytest
 
+from todo_contracts import topics
+from todo_contracts.envelope import DecodedEvent
 from todo_kit.auth import issue_token, signing_key_for
 from todo_kit.config import Settings
 from todo_kit.embedded_host import EmbeddedHost
-from todo_kit.runtime.port import ServiceUnit
+from todo_kit.runtime.port import ServiceUnit, Subscription
 
 _counter = itertools.count(1)
 
@@ -55,10 +57,39 @@ def kit_settings(postgres_url_template: str, tmp_path: Path) -> Settings:
     return Settings.from_env(env)
 
 
+class EventRecorder:
+    """Sees the events of some topics through the runtime port, as any subscriber would.
+
+    Tests observe what services publish with it instead of reading a runtime's
+    tables, so they hold for every runtime. Delivery is at least once, so
+    events are kept once per event id, in the order they arrived.
+    """
+
+    def __init__(self, topic_names: Sequence[str] = ()) -> None:
+        self.topic_names = list(topic_names) or [t.name for t in topics.ALL_TOPICS]
+        self.received: list[DecodedEvent] = []
+        self._seen: set[str] = set()
+
+    def subscriptions(self) -> list[Subscription]:
+        """One subscription per topic, to register with a host as an observer."""
+        return [Subscription(name, self._record) for name in self.topic_names]
+
+    async def _record(self, event: DecodedEvent) -> None:
+        if event.id not in self._seen:
+            self._seen.add(event.id)
+            self.received.append(event)
+
+    def events(self, type_name: str | None = None) -> list[DecodedEvent]:
+        """Every event received so far (of one type, if given), in arrival order."""
+        return [e for e in self.received if type_name is None or e.type == type_name]
+
+
 @asynccontextmanager
-async def running_host(settings: Settings, units: list[ServiceUnit]) -> AsyncIterator[EmbeddedHost]:
-    """Starts a host with units and stops it afterwards."""
-    host = EmbeddedHost(settings, units)
+async def running_host(
+    settings: Settings, units: list[ServiceUnit], *, recorder: EventRecorder | None = None
+) -> AsyncIterator[EmbeddedHost]:
+    """Starts a host with units (and a recorder of their events, if given) and stops it afterwards."""
+    host = EmbeddedHost(settings, units, observers=recorder.subscriptions() if recorder else ())
     await host.start()
     try:
         yield host

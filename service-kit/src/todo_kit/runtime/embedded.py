@@ -3,16 +3,22 @@
 Events: publish appends to an event log table (the embedded stand-in for a
 Kafka topic, in the runtime's own database); one dispatcher per subscription
 reads it in order from a stored position and hands each event to the unit.
-Delivery is at least once: a crash after the handler committed and before the
-position moved redelivers, which the unit's inbox absorbs. A failing handler is
-retried with backoff; an event that cannot be decoded, or that keeps failing,
-goes to the dead-letter table and the dispatcher moves on.
+Appends to a topic are serialized inside the publishing transaction (a
+transaction-level advisory lock per topic), so a topic's sequence numbers
+become visible in order and a dispatcher reading "seq > position" never passes
+over an event that commits late. Delivery is at least once: a crash after the
+handler committed and before the position moved redelivers, which the unit's
+inbox absorbs. A failing handler is retried with capped exponential backoff for
+a long time (TODO_EVENT_RETRY_SECONDS); only an event that can never succeed
+(undecodable, unknown type, dropped by its handler) is dead-lettered at once.
+Dead letters can be listed, replayed and dropped (python -m todo_kit.deadletters).
 
 Jobs: rows in a jobs table, fired by a timer that sleeps exactly until the
-earliest due time (woken early when a job is scheduled), so a job fires within
-milliseconds of its time, and a job that came due while the process was down
-fires as soon as it is back. A job row is deleted only after its handler
-succeeded, so delivery is at least once.
+earliest due time (woken early when a job is scheduled). Due jobs are claimed
+with a lease (FOR UPDATE SKIP LOCKED), so any number of hosts sharing the
+database fire each job once; a job is deleted only after its handler
+succeeded, so delivery is at least once, and a job that came due while the
+process was down fires as soon as it is back.
 
 Commands: gRPC over loopback to the one server that hosts every unit.
 """
@@ -22,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -33,9 +42,21 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from todo_contracts import envelope, topics
+from todo_kit.commands import command_channel
 from todo_kit.db import Database
 from todo_kit.messaging import OutgoingEvent
-from todo_kit.runtime.port import JobHandler, Subscription, handler_for_job
+from todo_kit.request_context import bind_traceparent
+from todo_kit.runtime.port import (
+    DropEvent,
+    FailurePolicy,
+    HandlerOutcome,
+    JobExists,
+    JobHandler,
+    JobOptions,
+    Subscription,
+    handler_for_job,
+)
+from todo_kit.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +88,11 @@ dead_letters = sa.Table(
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("replay_requested_at", sa.DateTime(timezone=True)),
 )
 jobs = sa.Table(
     "jobs",
@@ -79,13 +102,45 @@ jobs = sa.Table(
     sa.Column("due_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_retries", sa.Integer),
+    sa.Column("retry_interval_ms", sa.BigInteger),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("claim", sa.Text),
     sa.Index("jobs_due", "due_time"),
+)
+
+# Columns and indexes added after the first release: create_all does not alter
+# existing tables, so a data folder made by an older version gets them here.
+_UPGRADES = (
+    "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS event_type text",
+    "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS replay_requested_at timestamptz",
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS max_retries integer",
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS retry_interval_ms bigint",
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS lease_until timestamptz",
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS claim text",
+    "CREATE INDEX IF NOT EXISTS event_log_published_at ON event_log (published_at)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_failed_at ON dead_letters (failed_at)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_replay ON dead_letters (consumer, topic, id)"
+    " WHERE replay_requested_at IS NOT NULL",
 )
 
 _KNOWN_TYPES = frozenset(topics.event_types())
 
-RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
-"""Pauses between a failing handler's attempts before its event is dead-lettered."""
+FIRST_RETRY_DELAY = 0.1
+"""The first pause after a handler failed; it doubles up to the configured maximum."""
+JOB_LEASE = timedelta(seconds=15)
+"""How long a claimed job is reserved for the host firing it; after a crash it fires again once this passed."""
+JOB_BATCH = 1000
+REPLAY_BATCH = 100
+
+
+async def _ignore_health(down: frozenset[str]) -> None:
+    return None
+
+
+def topic_lock_key(topic: str) -> int:
+    """The advisory lock that serializes appends to a topic."""
+    return zlib.crc32(f"event-log:{topic}".encode())
 
 
 @dataclass
@@ -98,35 +153,95 @@ class _Consumer:
         return self.app_id
 
 
+@dataclass(frozen=True)
+class _Undelivered:
+    """Why an event ends in the dead letters."""
+
+    reason: str
+
+
+class EmbeddedUnitRuntime:
+    """The runtime port as one unit sees it: its app id bound, its jobs only."""
+
+    def __init__(self, runtime: EmbeddedRuntime, app_id: str) -> None:
+        self._runtime = runtime
+        self._app_id = app_id
+
+    @property
+    def app_id(self) -> str:
+        """The unit this runtime is bound to."""
+        return self._app_id
+
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Appends to the shared event log (see EmbeddedRuntime.publish)."""
+        await self._runtime.publish(events)
+
+    def channel(self, target_app_id: str) -> grpc.aio.Channel:
+        """Every unit is served by this process's own server, over loopback."""
+        return self._runtime.channel(target_app_id)
+
+    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
+        """Stores the job (see EmbeddedRuntime.schedule_job)."""
+        await self._runtime.schedule_job(self._app_id, name, due_time, data, options)
+
+    async def delete_job(self, name: str) -> None:
+        """Deletes the job if it is still there."""
+        await self._runtime.delete_job(self._app_id, name)
+
+
 class EmbeddedRuntime:
     """The runtime port for units hosted in one process."""
 
-    def __init__(self, db: Database, server_address: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        server_address: str,
+        *,
+        retry_for: float = 6 * 3600,
+        max_retry_delay: float = 30.0,
+    ) -> None:
         self.db = db
         self.server_address = server_address
+        self.retry_for = retry_for
+        self.max_retry_delay = max_retry_delay
         self._consumers: list[_Consumer] = []
         self._job_handlers: dict[str, dict[str, JobHandler]] = {}
         self._topic_wakes: dict[str, list[asyncio.Event]] = defaultdict(list)
         self._jobs_wake = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._running_jobs: set[asyncio.Task[None]] = set()
+        self._own_supervisor: Supervisor | None = None
 
     async def create_schema(self) -> None:
         """Creates the runtime's tables if they do not exist.
 
         This schema belongs to the embedded host itself, not to a service, and
-        only ever grows tables, so create-if-missing is its whole migration.
+        only ever grows (tables, columns, indexes), so create-if-missing is its
+        whole migration.
         """
         async with self.db.engine.begin() as conn:
+            # Two hosts starting on one database at once must not race on CREATE.
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(zlib.crc32(b"embedded-runtime-schema"))))
             await conn.run_sync(metadata.create_all)
+            for statement in _UPGRADES:
+                await conn.execute(sa.text(statement))
+
+    def for_unit(self, app_id: str) -> EmbeddedUnitRuntime:
+        """The port bound to one unit."""
+        return EmbeddedUnitRuntime(self, app_id)
 
     # --- the port ---------------------------------------------------------
 
     async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Appends events to the event log and wakes the topics' dispatchers."""
+        """Appends events to the event log, in order, and wakes the topics' dispatchers."""
         if not events:
             return
         async with self.db.transaction() as conn:
+            # Appends to a topic take turns until commit, so a lower seq can
+            # never become visible after a higher one was read. Sorted, so two
+            # publishers of several topics cannot deadlock.
+            for topic in sorted({e.topic for e in events}):
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(topic_lock_key(topic))))
             await conn.execute(
                 sa.insert(event_log),
                 [
@@ -144,23 +259,45 @@ class EmbeddedRuntime:
             for wake in self._topic_wakes.get(topic, []):
                 wake.set()
 
-    def channel(self, app_id: str) -> grpc.aio.Channel:
+    def channel(self, target_app_id: str) -> grpc.aio.Channel:
         """Every unit is served by this process's own server, over loopback."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.server_address)
+            self._channel = command_channel(self.server_address)
         return self._channel
 
-    async def schedule_job(self, app_id: str, name: str, due_time: datetime, data: bytes) -> None:
-        """Stores the job (replacing one of the same name) and wakes the timer."""
+    async def schedule_job(
+        self, app_id: str, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None
+    ) -> None:
+        """Stores the job (replacing one of the same name unless options say not to) and wakes the timer."""
         if due_time.tzinfo is None:
             raise ValueError("due_time must be timezone-aware")
-        stmt = pg.insert(jobs).values(app_id=app_id, name=name, due_time=due_time, data=data, attempts=0)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[jobs.c.app_id, jobs.c.name],
-            set_={"due_time": stmt.excluded.due_time, "data": stmt.excluded.data, "attempts": 0},
-        )
+        options = options or JobOptions()
+        policy = options.failure_policy
+        values = {
+            "app_id": app_id,
+            "name": name,
+            "due_time": due_time,
+            "data": data,
+            "attempts": 0,
+            "max_retries": policy.max_retries,
+            "retry_interval_ms": None if policy.interval is None else int(policy.interval / timedelta(milliseconds=1)),
+            "lease_until": None,
+            "claim": None,
+        }
+        stmt = pg.insert(jobs).values(**values)
+        if options.overwrite:
+            # A new schedule replaces the old one, including a claim in flight:
+            # the claimant's delete then matches nothing and the new one stays.
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[jobs.c.app_id, jobs.c.name],
+                set_={k: stmt.excluded[k] for k in values if k not in ("app_id", "name")},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing()
         async with self.db.transaction() as conn:
-            await conn.execute(stmt)
+            result = await conn.execute(stmt.returning(jobs.c.name))
+            if result.first() is None:
+                raise JobExists(f"job {name!r} of {app_id} exists")
         self._jobs_wake.set()
 
     async def delete_job(self, app_id: str, name: str) -> None:
@@ -171,30 +308,56 @@ class EmbeddedRuntime:
     # --- hosting ----------------------------------------------------------
 
     def add_subscription(self, app_id: str, subscription: Subscription) -> None:
-        """Registers a unit's subscription (before start)."""
+        """Registers a unit's subscription (before the workers start)."""
+        if any(c.app_id == app_id and c.subscription.topic == subscription.topic for c in self._consumers):
+            raise ValueError(f"{app_id} subscribes to {subscription.topic} twice")
         self._consumers.append(_Consumer(app_id, subscription))
 
     def add_job_handlers(self, app_id: str, handlers: dict[str, JobHandler]) -> None:
-        """Registers a unit's job handlers (before start)."""
+        """Registers a unit's job handlers (before the workers start)."""
         self._job_handlers.setdefault(app_id, {}).update(handlers)
 
-    async def start(self) -> None:
-        """Starts one dispatcher per subscription and the job timer."""
+    def workers(self) -> list[tuple[str, str, Any]]:
+        """The loops a host runs under supervision: (name, owner app id or "host", coroutine function)."""
+        found: list[tuple[str, str, Any]] = []
         for consumer in self._consumers:
             wake = asyncio.Event()
             self._topic_wakes[consumer.subscription.topic].append(wake)
-            self._tasks.append(asyncio.create_task(self._dispatch(consumer, wake)))
-        self._tasks.append(asyncio.create_task(self._run_jobs()))
+            found.append(
+                (
+                    f"dispatch {consumer.subscription.topic} -> {consumer.name}",
+                    consumer.app_id,
+                    lambda c=consumer, w=wake: self._dispatch(c, w),
+                )
+            )
+        found.append(("job timer", "host", self._run_jobs))
+        return found
+
+    async def start(self) -> None:
+        """Runs the runtime's loops under a supervisor of its own: for tools and tests without a host."""
+        self._own_supervisor = Supervisor(_ignore_health)
+        for name, owner, work in self.workers():
+            self._own_supervisor.add(name, owner, work)
+        await self._own_supervisor.start()
 
     async def stop(self) -> None:
-        """Stops dispatching and firing; what was not acknowledged is redelivered after a restart."""
-        for task in self._tasks:
+        """Stops what runs outside the host's workers (jobs in flight, the command channel, start()'s loops)."""
+        if self._own_supervisor is not None:
+            await self._own_supervisor.stop()
+            self._own_supervisor = None
+        for task in list(self._running_jobs):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*self._running_jobs, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+    async def prune(self, before: datetime, dead_letters_before: datetime) -> dict[str, int]:
+        """Prunes the event log and old dead letters; counts per table."""
+        return {
+            "event_log": await self.prune_event_log(before),
+            "dead_letters": await self.prune_dead_letters(dead_letters_before),
+        }
 
     async def prune_event_log(self, before: datetime) -> int:
         """Deletes events published before `before` that every consumer of their topic has passed."""
@@ -204,19 +367,24 @@ class EmbeddedRuntime:
         deleted = 0
         async with self.db.transaction() as conn:
             topics_present = (await conn.execute(sa.select(event_log.c.topic).distinct())).scalars().all()
-            for topic in topics_present:
-                condition = sa.and_(event_log.c.topic == topic, event_log.c.published_at < before)
-                names = consumers_by_topic.get(topic, [])
-                if names:
+        for topic in topics_present:
+            condition = sa.and_(event_log.c.topic == topic, event_log.c.published_at < before)
+            names = consumers_by_topic.get(topic, [])
+            if names:
+                async with self.db.transaction() as conn:
                     passed = await conn.scalar(
                         sa.select(sa.func.min(consumer_positions.c.position)).where(
                             consumer_positions.c.topic == topic, consumer_positions.c.consumer.in_(names)
                         )
                     )
-                    condition = sa.and_(condition, event_log.c.seq <= (passed or 0))
-                result = await conn.execute(sa.delete(event_log).where(condition))
-                deleted += result.rowcount
+                condition = sa.and_(condition, event_log.c.seq <= (passed or 0))
+            deleted += await _delete_in_batches(self.db, event_log, event_log.c.seq, condition)
         return deleted
+
+    async def prune_dead_letters(self, before: datetime) -> int:
+        """Deletes dead letters that failed before `before` and were not asked to be replayed."""
+        condition = sa.and_(dead_letters.c.failed_at < before, dead_letters.c.replay_requested_at.is_(None))
+        return await _delete_in_batches(self.db, dead_letters, dead_letters.c.id, condition)
 
     # --- event dispatch ---------------------------------------------------
 
@@ -236,95 +404,104 @@ class EmbeddedRuntime:
         return int(position or 0)
 
     async def _dispatch(self, consumer: _Consumer, wake: asyncio.Event) -> None:
+        """Delivers a topic to one consumer in order. Database errors end it; the host's supervisor restarts it."""
         topic = consumer.subscription.topic
         wanted = consumer.subscription.event_types
         position = await self._position(consumer)
+        saved = position
         while True:
             wake.clear()
-            try:
-                async with self.db.engine.connect() as conn:
-                    query = (
-                        sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.event_type, event_log.c.payload)
-                        .where(event_log.c.topic == topic, event_log.c.seq > position)
-                        .order_by(event_log.c.seq)
-                        .limit(500)
-                    )
-                    rows = (await conn.execute(query)).all()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading the event log failed; retrying", extra={"topic": topic})
-                await asyncio.sleep(1.0)
-                continue
+            await self._replay_requested(consumer)
+            async with self.db.engine.connect() as conn:
+                query = (
+                    sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.event_type, event_log.c.payload)
+                    .where(event_log.c.topic == topic, event_log.c.seq > position)
+                    .order_by(event_log.c.seq)
+                    .limit(500)
+                )
+                rows = (await conn.execute(query)).all()
             try:
                 for row in rows:
                     # Types the unit did not subscribe to are passed over unread;
                     # an unknown type might be a poison message, so it is decoded.
                     if not wanted or row.event_type in wanted or row.event_type not in _KNOWN_TYPES:
-                        await self._deliver(consumer, row.seq, row.event_id, bytes(row.payload))
+                        outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
+                        if outcome is not None:
+                            await self._dead_letter(consumer, row.seq, row.event_id, row.event_type,
+                                                    bytes(row.payload), outcome.reason)  # fmt: skip
                     position = row.seq
             except asyncio.CancelledError:
                 # A clean stop keeps what was handled; only a crash repeats it.
-                await asyncio.shield(self._save_position(consumer, position))
+                if position != saved:
+                    await asyncio.shield(self._save_position(consumer, position))
                 raise
             if rows:
                 # The position is stored once per batch: after a crash at most
                 # one batch is delivered again, which consumers' inboxes absorb.
                 await self._save_position(consumer, position)
+                saved = position
             else:
                 # The wake comes from publish in this process; the timeout
-                # is only a safety net.
+                # is only a safety net (and how replays asked for elsewhere arrive).
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=5.0)
 
     async def _save_position(self, consumer: _Consumer, position: int) -> None:
-        while True:
-            try:
-                async with self.db.transaction() as conn:
-                    await conn.execute(
-                        sa.update(consumer_positions)
-                        .where(
-                            consumer_positions.c.consumer == consumer.name,
-                            consumer_positions.c.topic == consumer.subscription.topic,
-                        )
-                        .values(position=position)
-                    )
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("saving a consumer position failed; retrying")
-                await asyncio.sleep(0.5)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                sa.update(consumer_positions)
+                .where(
+                    consumer_positions.c.consumer == consumer.name,
+                    consumer_positions.c.topic == consumer.subscription.topic,
+                )
+                .values(position=position)
+            )
 
-    async def _deliver(self, consumer: _Consumer, seq: int, event_id: str, payload: bytes) -> None:
+    async def _deliver(self, consumer: _Consumer, event_id: str, payload: bytes) -> _Undelivered | None:
+        """Hands one event to the consumer until it succeeds; returns why not when it must be dead-lettered."""
         subscription = consumer.subscription
         try:
             event = envelope.decode(payload)
         except envelope.EnvelopeError as exc:
-            log.error("undecodable event dead-lettered", extra={"consumer": consumer.name, "error": str(exc)})
-            await self._dead_letter(consumer, seq, event_id, payload, f"undecodable: {exc}")
-            return
+            return _Undelivered(f"undecodable: {exc}")
         if subscription.event_types and event.type not in subscription.event_types:
-            return
-        last_error = ""
-        for delay in (*RETRY_DELAYS, None):
+            return None
+        bind_traceparent(event.traceparent)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delay = FIRST_RETRY_DELAY
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                await subscription.handler(event)
-                return
+                outcome = await subscription.handler(event)
+            except DropEvent as exc:
+                return _Undelivered(f"dropped by the handler: {exc.reason}")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+                outcome = HandlerOutcome.RETRY
+                error = f"{type(exc).__name__}: {exc}"
                 log.warning(
-                    "event handler failed",
-                    extra={"consumer": consumer.name, "event_id": event_id, "type": event.type, "error": last_error},
-                    exc_info=True,
-                )
-                if delay is not None:
-                    await asyncio.sleep(delay)
-        await self._dead_letter(consumer, seq, event_id, payload, f"handler kept failing: {last_error}")
+                    "event handler failed; retrying",
+                    extra={"consumer": consumer.name, "event_id": event_id, "type": event.type, "attempt": attempt,
+                           "error": error},
+                    exc_info=attempt == 1,
+                )  # fmt: skip
+            else:
+                error = "the handler asked to retry"
+            if outcome is None or outcome is HandlerOutcome.SUCCESS:
+                return None
+            if outcome is HandlerOutcome.DROP:
+                return _Undelivered("dropped by the handler")
+            if loop.time() - started >= self.retry_for:
+                return _Undelivered(f"kept failing for {self.retry_for:.0f} s ({attempt} attempts): {error}")
+            await asyncio.sleep(delay * random.uniform(0.75, 1.0))
+            delay = min(delay * 2, self.max_retry_delay)
 
-    async def _dead_letter(self, consumer: _Consumer, seq: int, event_id: str, payload: bytes, error: str) -> None:
+    async def _dead_letter(
+        self, consumer: _Consumer, seq: int, event_id: str, event_type: str, payload: bytes, error: str
+    ) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
                 sa.insert(dead_letters).values(
@@ -332,88 +509,177 @@ class EmbeddedRuntime:
                     topic=consumer.subscription.topic,
                     seq=seq,
                     event_id=event_id,
+                    event_type=event_type,
                     payload=payload,
                     error=error,
                 )
             )
+        log.error(
+            "event dead-lettered",
+            extra={"consumer": consumer.name, "topic": consumer.subscription.topic, "event_id": event_id,
+                   "type": event_type, "reason": error},
+        )  # fmt: skip
+
+    async def _replay_requested(self, consumer: _Consumer) -> None:
+        """Delivers this consumer's dead letters an operator asked to replay; a failure puts them back."""
+        async with self.db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(dead_letters.c.id, dead_letters.c.event_id, dead_letters.c.payload)
+                    .where(
+                        dead_letters.c.consumer == consumer.name,
+                        dead_letters.c.topic == consumer.subscription.topic,
+                        dead_letters.c.replay_requested_at.is_not(None),
+                    )
+                    .order_by(dead_letters.c.id)
+                    .limit(REPLAY_BATCH)
+                )
+            ).all()
+        for row in rows:
+            outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
+            async with self.db.transaction() as conn:
+                if outcome is None:
+                    await conn.execute(sa.delete(dead_letters).where(dead_letters.c.id == row.id))
+                else:
+                    await conn.execute(
+                        sa.update(dead_letters)
+                        .where(dead_letters.c.id == row.id)
+                        .values(replay_requested_at=None, error=outcome.reason, failed_at=sa.func.now())
+                    )
+            if outcome is None:
+                log.info("dead letter replayed", extra={"consumer": consumer.name, "event_id": row.event_id})
+            else:
+                log.error(
+                    "dead letter failed again",
+                    extra={"consumer": consumer.name, "event_id": row.event_id, "reason": outcome.reason},
+                )
 
     # --- jobs -------------------------------------------------------------
 
+    async def _claim_due(self, now: datetime) -> list[Any]:
+        """Leases due jobs of the apps this host handles; another host skips what this one holds."""
+        apps = sorted(self._job_handlers)
+        if not apps:
+            return []
+        claim = uuid.uuid4().hex
+        due = (
+            sa.select(jobs.c.app_id, jobs.c.name)
+            .where(
+                jobs.c.app_id.in_(apps),
+                jobs.c.due_time <= now,
+                sa.or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now),
+            )
+            .order_by(jobs.c.due_time)
+            .limit(JOB_BATCH)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        stmt = (
+            sa.update(jobs)
+            .where(jobs.c.app_id == due.c.app_id, jobs.c.name == due.c.name)
+            .values(lease_until=now + JOB_LEASE, claim=claim)
+            .returning(
+                jobs.c.app_id, jobs.c.name, jobs.c.due_time, jobs.c.data, jobs.c.attempts, jobs.c.max_retries,
+                jobs.c.retry_interval_ms, jobs.c.claim,
+            )
+        )  # fmt: skip
+        async with self.db.transaction() as conn:
+            return list((await conn.execute(stmt)).all())
+
+    async def _next_claimable(self) -> datetime | None:
+        """When the earliest job becomes claimable (its due time, or the end of its lease)."""
+        apps = sorted(self._job_handlers)
+        if not apps:
+            return None
+        async with self.db.engine.connect() as conn:
+            return await conn.scalar(  # type: ignore[no-any-return]
+                sa.select(sa.func.min(sa.func.greatest(jobs.c.due_time, sa.func.coalesce(jobs.c.lease_until,
+                                                                                           jobs.c.due_time))))
+                .where(jobs.c.app_id.in_(apps))
+            )  # fmt: skip
+
     async def _run_jobs(self) -> None:
+        """Fires due jobs. Database errors end it; the host's supervisor restarts it."""
         limit = asyncio.Semaphore(64)
-        in_flight: set[tuple[str, str]] = set()
-        running: set[asyncio.Task[None]] = set()
         while True:
             self._jobs_wake.clear()
-            try:
-                async with self.db.engine.connect() as conn:
-                    now = datetime.now(UTC)
-                    due = (
-                        await conn.execute(
-                            sa.select(jobs.c.app_id, jobs.c.name, jobs.c.due_time, jobs.c.data, jobs.c.attempts)
-                            .where(jobs.c.due_time <= now)
-                            .order_by(jobs.c.due_time)
-                            .limit(1000)
-                        )
-                    ).all()
-                    next_due = await conn.scalar(sa.select(sa.func.min(jobs.c.due_time)).where(jobs.c.due_time > now))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading jobs failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            for job in due:
-                key = (job.app_id, job.name)
-                if key in in_flight:
-                    continue
-                in_flight.add(key)
-                task = asyncio.create_task(self._fire(job, limit, in_flight))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            if len(due) >= 1000:
+            claimed = await self._claim_due(datetime.now(UTC))
+            for job in claimed:
+                task = asyncio.create_task(self._fire(job, limit))
+                self._running_jobs.add(task)
+                task.add_done_callback(self._running_jobs.discard)
+            if len(claimed) >= JOB_BATCH:
                 await asyncio.sleep(0)  # more are due: go round again at once
                 continue
-            timeout = None if next_due is None else max(0.0, (next_due - datetime.now(UTC)).total_seconds())
-            if due and (timeout is None or timeout > 0.05):
-                # Jobs in flight may be rescheduled (retry); look again soon.
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)
+            next_time = await self._next_claimable()
+            timeout = None if next_time is None else max(0.0, (next_time - datetime.now(UTC)).total_seconds())
+            if timeout == 0.0:
+                timeout = 0.01  # claimable now but taken by a concurrent claim: look again shortly
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._jobs_wake.wait(), timeout=timeout)
 
-    async def _fire(self, job: Any, limit: asyncio.Semaphore, in_flight: set[tuple[str, str]]) -> None:
-        app_id, name, due_time, data, attempts = job
+    async def _fire(self, job: Any, limit: asyncio.Semaphore) -> None:
+        app_id, name, data, attempts, claim = job.app_id, job.name, bytes(job.data), job.attempts, job.claim
+        mine = sa.and_(jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.claim == claim)
         try:
             async with limit:
                 handler = handler_for_job(self._job_handlers.get(app_id, {}), name)
                 try:
                     if handler is None:
                         raise LookupError(f"no handler for job {name!r} of {app_id}")
-                    await handler(name, bytes(data))
+                    await handler(name, data)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    delay = min(0.1 * 2**attempts, 60.0)
-                    log.warning(
-                        "job handler failed; firing again later",
-                        extra={"app_id": app_id, "job": name, "error": f"{type(exc).__name__}: {exc}"},
-                    )
-                    async with self.db.transaction() as conn:
-                        await conn.execute(
-                            sa.update(jobs)
-                            .where(jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.due_time == due_time)
-                            .values(
-                                due_time=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay),
-                                attempts=attempts + 1,
-                            )
-                        )
+                    await self._job_failed(job, mine, f"{type(exc).__name__}: {exc}")
                     return
-                # Delete only the occurrence that fired: a job rescheduled
-                # meanwhile (new due time) stays.
+                # Delete only the claim that fired: a job rescheduled meanwhile
+                # (a new claim, or none) stays.
                 async with self.db.transaction() as conn:
-                    await conn.execute(
-                        sa.delete(jobs).where(jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.due_time == due_time)
-                    )
+                    await conn.execute(sa.delete(jobs).where(mine))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The job stays leased and fires again when the lease ends.
+            log.exception("recording a fired job failed", extra={"app_id": app_id, "job": name, "attempts": attempts})
         finally:
-            in_flight.discard((app_id, name))
             self._jobs_wake.set()
+
+    async def _job_failed(self, job: Any, mine: Any, error: str) -> None:
+        policy = FailurePolicy(
+            job.max_retries, None if job.retry_interval_ms is None else timedelta(milliseconds=job.retry_interval_ms)
+        )
+        context = {"app_id": job.app_id, "job": job.name, "attempts": job.attempts + 1, "error": error}
+        async with self.db.transaction() as conn:
+            if policy.max_retries is not None and job.attempts >= policy.max_retries:
+                await conn.execute(sa.delete(jobs).where(mine))
+                log.error("job dropped after its last retry", extra=context)
+                return
+            delay = (
+                policy.interval.total_seconds()
+                if policy.interval is not None
+                else min(FIRST_RETRY_DELAY * 2 ** min(job.attempts, 20), 60.0)
+            )
+            await conn.execute(
+                sa.update(jobs)
+                .where(mine)
+                .values(
+                    due_time=datetime.now(UTC) + timedelta(seconds=delay),
+                    attempts=job.attempts + 1,
+                    lease_until=None,
+                    claim=None,
+                )
+            )
+        log.warning("job handler failed; firing again later", extra={**context, "retry_in_s": delay})
+
+
+async def _delete_in_batches(db: Database, table: sa.Table, key: Any, condition: Any, batch: int = 1000) -> int:
+    """Deletes the rows matching condition, batch rows per transaction, so no transaction locks much for long."""
+    deleted = 0
+    while True:
+        async with db.transaction() as conn:
+            chosen = sa.select(key).where(condition).limit(batch).scalar_subquery()
+            result = await conn.execute(sa.delete(table).where(key.in_(chosen)))
+        deleted += result.rowcount
+        if result.rowcount < batch:
+            return deleted

@@ -1,16 +1,18 @@
 """The runtime port: what a service unit may ask of whatever hosts it.
 
 A unit declares its servicers, subscriptions and job handlers (ServiceUnit)
-and uses a Runtime to publish, call other services and schedule jobs. The
-embedded runtime runs every unit in one process; the Dapr runtime runs each in
-its own process beside a daprd sidecar. A unit cannot tell which one hosts it.
+and uses a Runtime, bound to the unit by its host, to publish, call other
+services and schedule its jobs. The embedded runtime runs every unit in one
+process; the Kafka and Dapr runtimes run each in its own process. A unit cannot
+tell which one hosts it: every runtime gives these calls the same meaning.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,11 +26,23 @@ if TYPE_CHECKING:
     from todo_kit.db import Database
     from todo_kit.messaging import Outbox
 
-EventHandler = Callable[[DecodedEvent], Awaitable[None]]
-"""Handles one event; raising means "retry later" (the event is redelivered)."""
+
+class HandlerOutcome(enum.Enum):
+    """What an event handler says about an event (Dapr's SUCCESS / RETRY / DROP)."""
+
+    SUCCESS = "success"
+    """Handled (or deliberately ignored): the event is acknowledged."""
+    RETRY = "retry"
+    """Not handled now: delivered again after a backoff (the same as raising)."""
+    DROP = "drop"
+    """Can never be handled: dead-lettered at once with a log line (the same as raising DropEvent)."""
+
+
+EventHandler = Callable[[DecodedEvent], Awaitable[HandlerOutcome | None]]
+"""Handles one event. None means SUCCESS; raising DropEvent means DROP; raising anything else means RETRY."""
 
 JobHandler = Callable[[str, bytes], Awaitable[None]]
-"""Handles one fired job (its name and data); raising means "fire again later"."""
+"""Handles one fired job (its name and data); raising means "fire again later" (see FailurePolicy)."""
 
 Pruner = Callable[[datetime], Awaitable[int]]
 """Deletes a unit's rows that are no longer needed and older than the cut-off it is given.
@@ -53,25 +67,66 @@ class DropEvent(Exception):
         self.reason = reason
 
 
+class JobExists(Exception):
+    """schedule_job(..., JobOptions(overwrite=False)) found a job of that name."""
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """What happens when a job handler raises (Dapr's job failure policy).
+
+    max_retries: how many times a failed job fires again before it is dropped
+      with an error log line; None retries until it succeeds.
+    interval: a constant pause between attempts; None means capped exponential
+      backoff (0.1 s doubling up to a minute).
+    """
+
+    max_retries: int | None = None
+    interval: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a job is scheduled.
+
+    overwrite: replace a job of the same name (True), or raise JobExists (False).
+    """
+
+    overwrite: bool = True
+    failure_policy: FailurePolicy = field(default_factory=FailurePolicy)
+
+
 class Runtime(Protocol):
-    """What a service unit can ask of its host."""
+    """What a service unit can ask of its host; bound to the unit (its app id) by the host."""
+
+    @property
+    def app_id(self) -> str:
+        """The unit this runtime is bound to."""
 
     async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Publishes encoded events, in order, each on its topic keyed by its partition key."""
+        """Publishes encoded events, in order, each on its topic keyed by its partition key.
 
-    def channel(self, app_id: str) -> grpc.aio.Channel:
-        """A gRPC channel for commands to another service."""
+        Returns only when every event was accepted (the outbox relay marks them
+        published afterwards).
+        """
 
-    async def schedule_job(self, app_id: str, name: str, due_time: datetime, data: bytes) -> None:
-        """Schedules (or replaces) job `name` of app_id to fire once at due_time, at least once."""
+    def channel(self, target_app_id: str) -> grpc.aio.Channel:
+        """A gRPC channel for commands to the unit target_app_id.
 
-    async def delete_job(self, app_id: str, name: str) -> None:
-        """Deletes a job that has not fired; deleting a missing job is not an error."""
+        Calls made on it while handling an RPC carry that caller's identity
+        (authorization) and trace context, so the target acts as the same user.
+        """
+
+    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
+        """Schedules job `name` of this unit to fire once at due_time (at least once, never early)."""
+
+    async def delete_job(self, name: str) -> None:
+        """Deletes a job of this unit that has not fired; deleting a missing job is not an error."""
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """A unit's interest in the events of a topic."""
+    """A unit's interest in the events of a topic (one subscription per topic per unit)."""
 
     topic: str
     handler: EventHandler
@@ -116,7 +171,7 @@ class UnitWiring:
     subscriptions: list[Subscription] = field(default_factory=list)
     # Job name prefix -> handler; a job goes to the handler of its longest matching prefix.
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
-    # Background work the unit runs while it is up (started after the server).
+    # Background work the unit runs while it is up (started after the server, restarted if it fails).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Called on shutdown, after the server stopped taking calls.
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -128,3 +183,16 @@ def handler_for_job(handlers: dict[str, JobHandler], name: str) -> JobHandler | 
     """The handler of the longest prefix of name, if any."""
     best = max((p for p in handlers if name.startswith(p)), key=len, default=None)
     return handlers[best] if best is not None else None
+
+
+def check_wiring(app_id: str, wiring: UnitWiring) -> None:
+    """Refuses wiring no runtime can honour the same way (raises ValueError).
+
+    One subscription per topic per unit: a unit is one consumer group on a
+    topic in every runtime, with one position.
+    """
+    seen: set[str] = set()
+    for subscription in wiring.subscriptions:
+        if subscription.topic in seen:
+            raise ValueError(f"{app_id} subscribes to {subscription.topic} twice; use one handler per topic")
+        seen.add(subscription.topic)

@@ -1,0 +1,209 @@
+"""What every host does, whichever runtime it brings: wire units, relay outboxes, prune, supervise, report health.
+
+A host (embedded, Kafka, Dapr) subclasses HostBase and provides its runtime and
+where each unit's database is; HostBase migrates and registers the units, runs
+every outbox relay, the runtime's loops, the units' background work and the
+periodic pruning under one Supervisor, and keeps health in line with it: a
+unit whose loop is down is NOT_SERVING until the loop runs again.
+
+Starting is all or nothing: a start that fails anywhere stops what it had
+started (the server, databases, an embedded PostgreSQL), so a failed start
+never leaves a child process or a bound port behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from grpc_health.v1 import health_pb2
+
+from todo_kit.auth import TokenVerifier
+from todo_kit.config import Settings
+from todo_kit.db import Database, ensure_database, migrate
+from todo_kit.messaging import Outbox, OutboxRelay, prune_messaging
+from todo_kit.runtime.port import JobHandler, Runtime, ServiceUnit, Subscription, UnitContext, UnitWiring, check_wiring
+from todo_kit.server import KitServer, configure_tracing
+from todo_kit.supervision import HOST, Supervisor
+
+log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_SECONDS = 600
+DEAD_LETTER_RETENTION_FACTOR = 4
+"""Dead letters wait for an operator four retention periods before they are pruned."""
+
+
+class HostedRuntime(Protocol):
+    """What a host needs of its runtime besides the unit-facing port."""
+
+    def for_unit(self, app_id: str) -> Runtime:
+        """The port bound to one unit."""
+
+    def add_subscription(self, app_id: str, subscription: Subscription) -> None:
+        """Registers a unit's subscription before the workers start."""
+
+    def add_job_handlers(self, app_id: str, handlers: dict[str, JobHandler]) -> None:
+        """Registers a unit's job handlers before the workers start."""
+
+    def workers(self) -> Sequence[tuple[str, str, Callable[[], Coroutine[Any, Any, None]]]]:
+        """The runtime's loops: (name, owner app id or "host", coroutine function)."""
+
+    async def prune(self, before: datetime, dead_letters_before: datetime) -> dict[str, int]:
+        """Deletes the runtime's own rows that are no longer needed; counts per table."""
+
+    async def stop(self) -> None:
+        """Releases what the runtime holds outside its workers."""
+
+
+class HostBase:
+    """Hosts service units on a runtime; subclasses say where databases and the runtime come from."""
+
+    def __init__(self, settings: Settings, units: list[ServiceUnit], *, observers: Sequence[Subscription] = ()) -> None:
+        self.settings = settings
+        self.units = units
+        self.observers = list(observers)
+        self.server: KitServer | None = None
+        self.runtime: HostedRuntime | None = None
+        self.databases: dict[str, Database] = {}
+        self.wirings: dict[str, UnitWiring] = {}
+        self.outboxes: dict[str, Outbox] = {}
+        self.supervisor = Supervisor(self._report_health)
+        self._serving = False
+        self.port = 0
+
+    # --- what a host provides -------------------------------------------------
+
+    async def open(self) -> None:
+        """Acquires what the host runs on (a data folder, a database server) and creates self.runtime."""
+        raise NotImplementedError
+
+    def database_url(self, name: str) -> str:
+        """The URL of database `name` (already prefixed)."""
+        raise NotImplementedError
+
+    def admin_url(self) -> str:
+        """A URL of the server's maintenance database, to create databases."""
+        raise NotImplementedError
+
+    def signing_key(self) -> str:
+        """The key that signs and verifies bearer tokens."""
+        raise NotImplementedError
+
+    async def serving(self) -> None:
+        """Called once the gRPC server listens on self.port (before the workers start)."""
+
+    async def close(self) -> None:
+        """Releases what open() acquired; must be safe after a partial open()."""
+
+    # --- the common part --------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC server."""
+        return f"{self.settings.grpc_host}:{self.port}"
+
+    async def start(self) -> None:
+        """Opens, migrates, registers, serves, starts the workers, then reports SERVING; all or nothing."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> None:
+        await self.open()
+        runtime = self.runtime
+        assert runtime is not None
+        settings = self.settings
+        tracing = configure_tracing(settings, "todo-" + (self.units[0].app_id if len(self.units) == 1 else "host"))
+        self.server = KitServer(settings, TokenVerifier(self.signing_key()), tracing=tracing)
+        for unit in self.units:
+            name = settings.database_prefix + unit.database
+            await ensure_database(self.admin_url(), name)
+            await migrate(unit.migrations, self.database_url(name))
+            db = Database(self.database_url(name))
+            self.databases[unit.database] = db
+            outbox = Outbox(source=f"/todo/{unit.app_id}")
+            self.outboxes[unit.app_id] = outbox
+            wiring = await unit.register(
+                self.server.server, UnitContext(settings, db, outbox, runtime.for_unit(unit.app_id))
+            )
+            check_wiring(unit.app_id, wiring)
+            self.wirings[unit.app_id] = wiring
+            for subscription in wiring.subscriptions:
+                runtime.add_subscription(unit.app_id, subscription)
+            runtime.add_job_handlers(unit.app_id, wiring.job_handlers)
+            relay = OutboxRelay(db, outbox, runtime.for_unit(unit.app_id))
+            self.supervisor.add(f"outbox relay of {unit.app_id}", unit.app_id, relay.run)
+            for number, work in enumerate(wiring.background):
+                self.supervisor.add(f"background {number} of {unit.app_id}", unit.app_id, work)
+        for number, observer in enumerate(self.observers):
+            runtime.add_subscription(f"observer-{number}", observer)
+        self.port = await self.server.start(name for unit in self.units for name in unit.service_names)
+        await self.serving()
+        for name, owner, work in runtime.workers():
+            self.supervisor.add(name, owner, work)
+        self.supervisor.add("pruning", HOST, self._prune_periodically)
+        await self.supervisor.start()
+        self._serving = True
+        await self._report_health(self.supervisor.down)
+        log.info("serving", extra={"address": self.address, "units": [u.app_id for u in self.units]})
+
+    async def _report_health(self, down: frozenset[str]) -> None:
+        """SERVING for units whose loops all run; NOT_SERVING (and overall) while one is down."""
+        if not self._serving or self.server is None:
+            return
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        statuses: dict[str, int] = {}
+        for unit in self.units:
+            ok = HOST not in down and unit.app_id not in down
+            for name in unit.service_names:
+                statuses[name] = serving if ok else not_serving
+        statuses[""] = not_serving if down else serving
+        await self.server.set_health(statuses)
+        if down:
+            log.warning("not serving while background work is down", extra={"down": sorted(down)})
+
+    async def prune(self) -> dict[str, int]:
+        """Deletes events, event ids and unit rows older than the retention period; returns counts per table."""
+        now = datetime.now(UTC)
+        keep = timedelta(days=self.settings.retention_days)
+        assert self.runtime is not None
+        counts = await self.runtime.prune(now - keep, now - DEAD_LETTER_RETENTION_FACTOR * keep)
+        for unit in self.units:
+            outbox_rows, inbox_rows = await prune_messaging(
+                self.databases[unit.database], published_before=now - keep, processed_before=now - 2 * keep
+            )
+            counts[f"{unit.app_id}.outbox"] = outbox_rows
+            counts[f"{unit.app_id}.processed_events"] = inbox_rows
+            for table, pruner in self.wirings[unit.app_id].pruners.items():
+                counts[f"{unit.app_id}.{table}"] = await pruner(now - keep)
+        return counts
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+            counts = await self.prune()
+            log.info("pruned old rows", extra={"deleted": counts})
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stops taking calls, then background work, then closes the databases and what open() acquired."""
+        self._serving = False
+        if self.server is not None:
+            await self.server.stop(grace)
+        await self.supervisor.stop()
+        if self.runtime is not None:
+            await self.runtime.stop()
+        for wiring in self.wirings.values():
+            for hook in wiring.on_stop:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("a unit's stop hook failed")
+        for db in self.databases.values():
+            await db.close()
+        self.databases.clear()
+        await self.close()

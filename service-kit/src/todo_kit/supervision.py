@@ -1,0 +1,107 @@
+"""Supervision of a host's background work: restarted with backoff when it fails, and reported in health.
+
+Every long-running loop of a host (event dispatchers, outbox relays, the job
+timer, pruning, a unit's own background work) runs under a Supervisor. A loop
+that raises is logged, counted as down, and started again after a capped
+exponential backoff; while any loop of an owner (a unit, or the host itself)
+is down, the owner is reported NOT_SERVING, so a consumer that died can never
+hide behind a SERVING health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HOST = "host"
+"""The owner of work that serves every unit (the job timer, pruning)."""
+
+FIRST_DELAY = 0.2
+MAX_DELAY = 10.0
+STABLE_AFTER = 60.0
+"""A loop that ran this long before failing starts again from the first delay."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A named loop and the owner whose health it is part of."""
+
+    name: str
+    owner: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+
+
+class Supervisor:
+    """Runs workers, restarts the ones that fail, and reports which owners are down."""
+
+    def __init__(self, on_health: Callable[[frozenset[str]], Awaitable[None]]) -> None:
+        self._on_health = on_health
+        self._workers: list[Worker] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down: dict[str, int] = {}
+        self.restarts = 0
+
+    def add(self, name: str, owner: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Adds a worker; started by start(), or at once if the supervisor runs already."""
+        worker = Worker(name, owner, run)
+        self._workers.append(worker)
+        if self._tasks:
+            self._tasks.append(asyncio.create_task(self._keep(worker), name=name))
+
+    @property
+    def down(self) -> frozenset[str]:
+        """Owners with at least one worker down now."""
+        return frozenset(owner for owner, count in self._down.items() if count > 0)
+
+    async def start(self) -> None:
+        """Starts every worker added so far."""
+        self._tasks = [asyncio.create_task(self._keep(w), name=w.name) for w in self._workers]
+
+    async def stop(self) -> None:
+        """Cancels every worker and waits for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _keep(self, worker: Worker) -> None:
+        loop = asyncio.get_running_loop()
+        delay = FIRST_DELAY
+        while True:
+            started = loop.time()
+            try:
+                await worker.run()
+                log.error("background work ended by itself; starting it again", extra={"worker": worker.name})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error(
+                    "background work failed; starting it again",
+                    extra={"worker": worker.name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                    exc_info=loop.time() - started > 1.0 or delay == FIRST_DELAY,
+                )
+            if loop.time() - started > STABLE_AFTER:
+                delay = FIRST_DELAY
+            await self._mark(worker.owner, +1)
+            try:
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            finally:
+                await asyncio.shield(self._mark(worker.owner, -1))
+            self.restarts += 1
+            delay = min(delay * 2, MAX_DELAY)
+
+    async def _mark(self, owner: str, change: int) -> None:
+        before = self.down
+        self._down[owner] = self._down.get(owner, 0) + change
+        after = self.down
+        if after != before:
+            try:
+                await self._on_health(after)
+            except Exception:
+                log.exception("reporting health failed")
