@@ -103,12 +103,22 @@ async def test_postgres_down_for_30_s_under_load_loses_nothing_and_dead_letters_
                 return set(accepted) <= seen
 
             await eventually(planned, timeout=90, interval=0.5)
-            created = {e.message.task.task_id for e in recorder.events("todo.task.v1.TaskCreated")}  # type: ignore[attr-defined]
-            assert set(accepted) <= created
+
+            # And every subscriber of the topic gets them: the test's own observer too.
+            def observed() -> bool:
+                created = {e.message.task.task_id for e in recorder.events("todo.task.v1.TaskCreated")}  # type: ignore[attr-defined]
+                return set(accepted) <= created
+
+            await eventually(observed, timeout=30)
             assert await deadletters.list_dead_letters(host.databases["todo_runtime"]) == []
             health = health_pb2_grpc.HealthStub(channel)
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            async def serving() -> bool:
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+            # Loops that failed during the outage wait out their backoff (at most 10 s) before they run again.
+            await eventually(serving, timeout=30)
             assert host.supervisor.restarts > 0  # the loops did fail during the outage, and came back
     finally:
         stop_load.set()
