@@ -9,6 +9,7 @@ from task_svc import domain
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
 from todo_kit.errors import InvalidArgument, Violations
+from todo_kit.paging import PageTokens
 
 
 def zdt(local: str, zone: str = "Europe/Berlin") -> common_pb2.ZonedDateTime:
@@ -142,4 +143,4 @@ def test_update_result_is_validated() -> None:
 @pytest.mark.parametrize("size", [-1, 1001, 1_000_000])
 def test_page_size_out_of_range_is_rejected(size: int) -> None:
     with pytest.raises(InvalidArgument):
-        domain.check_list_request(task_service_pb2.ListTasksRequest(page_size=size))
+        domain.check_list_request(task_service_pb2.ListTasksRequest(page_size=size), PageTokens(bytes(32)), "alice")
