@@ -8,7 +8,9 @@ from google.protobuf import duration_pb2
 from task_svc import domain
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
+from todo_kit import paging
 from todo_kit.errors import InvalidArgument, Violations
+from todo_kit.paging import PageTokens
 
 
 def zdt(local: str, zone: str = "Europe/Berlin") -> common_pb2.ZonedDateTime:
@@ -142,4 +144,21 @@ def test_update_result_is_validated() -> None:
 @pytest.mark.parametrize("size", [-1, 1001, 1_000_000])
 def test_page_size_out_of_range_is_rejected(size: int) -> None:
     with pytest.raises(InvalidArgument):
-        domain.check_list_request(task_service_pb2.ListTasksRequest(page_size=size))
+        domain.check_list_request(task_service_pb2.ListTasksRequest(page_size=size), PageTokens(bytes(32)), "alice")
+
+
+def test_a_signed_page_token_is_still_checked_field_by_field() -> None:
+    tokens = PageTokens(bytes(32))
+    request = task_service_pb2.ListTasksRequest()
+    fingerprint = paging.query_fingerprint(request, user="alice")
+    good = tokens.issue(fingerprint, (None, "01234567-89ab-7def-8123-456789abcdef"))
+    request.page_token = good
+    assert domain.check_list_request(request, tokens, "alice").after == (None, "01234567-89ab-7def-8123-456789abcdef")
+    for position in [(None, "not-a-task-id"), (7, "01234567-89ab-7def-8123-456789abcdef")]:
+        request.page_token = tokens.issue(fingerprint, position)
+        with pytest.raises(InvalidArgument) as raised:
+            domain.check_list_request(request, tokens, "alice")
+        assert {f for f, _ in raised.value.violations} == {"page_token"}
+    request.page_token = good
+    with pytest.raises(InvalidArgument):
+        domain.check_list_request(request, tokens, "bob")

@@ -30,7 +30,8 @@ async def create(c: TaskClient, who: str = "alice", **fields: object) -> task_pb
 
 
 async def all_tasks(c: TaskClient, md: list[tuple[str, str]]) -> list[task_pb2.Task]:
-    return list((await c.stub.ListTasks(ts.ListTasksRequest(page_size=1000), metadata=md)).tasks)
+    request = ts.ListTasksRequest(page_size=1000, statuses=[task_pb2.TASK_STATUS_OPEN, task_pb2.TASK_STATUS_COMPLETED])
+    return list((await c.stub.ListTasks(request, metadata=md)).tasks)
 
 
 def violations(error: grpc.aio.AioRpcError) -> set[str]:
@@ -236,6 +237,7 @@ async def test_filters(tasks: TaskClient) -> None:
     await tasks.stub.CompleteTask(ts.CompleteTaskRequest(task_id=far.task_id), metadata=tasks.alice)
 
     async def ids(**kwargs: object) -> list[str]:
+        kwargs.setdefault("statuses", [task_pb2.TASK_STATUS_OPEN, task_pb2.TASK_STATUS_COMPLETED])
         response = await tasks.stub.ListTasks(ts.ListTasksRequest(**kwargs), metadata=tasks.alice)  # type: ignore[arg-type]
         assert response.total_size == len(response.tasks)
         return [t.task_id for t in response.tasks]
@@ -250,8 +252,9 @@ async def test_filters(tasks: TaskClient) -> None:
     assert await ids(tags_all=["finance", "home"]) == [overdue.task_id]
     window = common_pb2.TimeRange(start_time=_ts(now), end_time=_ts(now + timedelta(days=2)))
     assert await ids(due_range=window) == [upcoming.task_id]
-    # Default order: by due time, undated last.
+    # Default order: by due time, undated last; by default only open tasks.
     assert await ids() == [overdue.task_id, upcoming.task_id, far.task_id, undated.task_id]
+    assert await ids(statuses=[]) == [overdue.task_id, upcoming.task_id, undated.task_id]
     assert await ids(order_by=ts.TASK_ORDER_BY_TITLE) == [
         upcoming.task_id,
         overdue.task_id,

@@ -25,9 +25,9 @@ async def create_recurring(flow: Flow, rule: str, due: common_pb2.ZonedDateTime,
 
 
 async def series(flow: Flow, series_id: str) -> list[task_pb2.Task]:
-    listed = await flow.tasks.ListTasks(
-        ts.ListTasksRequest(series_id=series_id, order_by=ts.TASK_ORDER_BY_DUE_TIME), metadata=flow.alice
-    )
+    every_status = [task_pb2.TASK_STATUS_OPEN, task_pb2.TASK_STATUS_COMPLETED]
+    request = ts.ListTasksRequest(series_id=series_id, order_by=ts.TASK_ORDER_BY_DUE_TIME, statuses=every_status)
+    listed = await flow.tasks.ListTasks(request, metadata=flow.alice)
     return list(listed.tasks)
 
 

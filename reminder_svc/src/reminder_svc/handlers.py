@@ -169,10 +169,11 @@ class ReminderPlanner:
 class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
     """Lists and snoozes the authenticated user's reminders."""
 
-    def __init__(self, db: Database, outbox: Outbox, runtime: Runtime) -> None:
+    def __init__(self, db: Database, outbox: Outbox, runtime: Runtime, page_tokens: paging.PageTokens) -> None:
         self.db = db
         self.outbox = outbox
         self.runtime = runtime
+        self.page_tokens = page_tokens
 
     async def ListReminders(
         self, request: reminder_pb2.ListRemindersRequest, context: Context
@@ -190,13 +191,20 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
             if state not in (reminder_pb2.REMINDER_STATE_SCHEDULED, reminder_pb2.REMINDER_STATE_FIRED,
                              reminder_pb2.REMINDER_STATE_CANCELLED):  # fmt: skip
                 violations.add("states", f"unknown state {state}")
-        offset = 0
-        fingerprint = paging.query_fingerprint(request)
+        # Keyset pages: the next page starts strictly after (fire time, reminder id)
+        # of this one's last reminder, whatever changed before it meanwhile.
+        after: tuple[datetime, str] | None = None
+        fingerprint = paging.query_fingerprint(request, user=user)
         if request.page_token:
             try:
-                offset = paging.decode_page_token(request.page_token, fingerprint)
+                fire_time, reminder_id = self.page_tokens.read(
+                    request.page_token, fingerprint, (paging.Part.TIME, paging.Part.TEXT)
+                )
             except ValueError as exc:
                 violations.add("page_token", str(exc))
+            else:
+                assert isinstance(fire_time, datetime) and isinstance(reminder_id, str)  # as the shape says
+                after = (fire_time, reminder_id)
         violations.raise_if_any()
         size = request.page_size or PAGE_SIZE_DEFAULT
         start = (
@@ -205,11 +213,13 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
         end = request.fire_range.end_time.ToDatetime(tzinfo=UTC) if request.fire_range.HasField("end_time") else None
         async with self.db.engine.connect() as conn:
             found = await ReminderRepository(conn).list(
-                user, request.task_id, list(request.states), start, end, size + 1, offset
+                user, request.task_id, list(request.states), start, end, size + 1, after
             )
         response = reminder_pb2.ListRemindersResponse(reminders=found[:size])
         if len(found) > size:
-            response.next_page_token = paging.encode_page_token(offset + size, fingerprint)
+            last = found[size - 1]
+            position = (last.fire_time.ToDatetime(tzinfo=UTC), last.reminder_id)
+            response.next_page_token = self.page_tokens.issue(fingerprint, position)
         return response
 
     async def SnoozeReminder(

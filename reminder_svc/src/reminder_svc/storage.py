@@ -193,9 +193,9 @@ class ReminderRepository:
 
     async def list(
         self, user_id: str, task_id: str, states: list[int], start: datetime | None, end: datetime | None,
-        limit: int, offset: int,
+        limit: int, after: tuple[datetime, str] | None,
     ) -> list[reminder_pb2.Reminder]:  # fmt: skip
-        """One page of a user's reminders by fire time."""
+        """Up to limit of a user's reminders by fire time, strictly after (fire time, reminder id) if given."""
         query = sa.select(reminders).where(reminders.c.user_id == user_id)
         if task_id:
             query = query.where(reminders.c.task_id == task_id)
@@ -205,5 +205,8 @@ class ReminderRepository:
             query = query.where(reminders.c.fire_time >= start)
         if end is not None:
             query = query.where(reminders.c.fire_time < end)
-        query = query.order_by(reminders.c.fire_time, reminders.c.reminder_id).limit(limit).offset(offset)
+        if after is not None:
+            # One row comparison: a bound on the (user, fire time, reminder id) index.
+            query = query.where(sa.tuple_(reminders.c.fire_time, reminders.c.reminder_id) > sa.tuple_(*after))
+        query = query.order_by(reminders.c.fire_time, reminders.c.reminder_id).limit(limit)
         return [to_message(r) for r in (await self.conn.execute(query)).all()]

@@ -10,6 +10,7 @@ from reminder_svc.handlers import APP_ID, ReminderPlanner, ReminderServicer
 from todo_contracts import topics
 from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
 from todo_contracts.task.v1 import events_pb2
+from todo_kit.paging import PageTokens
 from todo_kit.runtime.port import ServiceUnit, Subscription, UnitContext, UnitWiring
 
 SERVICE_NAME = reminder_pb2.DESCRIPTOR.services_by_name["ReminderService"].full_name
@@ -26,7 +27,7 @@ async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
     """Adds ReminderService; plans from task events; fires reminder and snooze jobs."""
     planner = ReminderPlanner(context.db, context.outbox, context.runtime)
     reminder_pb2_grpc.add_ReminderServiceServicer_to_server(
-        ReminderServicer(context.db, context.outbox, context.runtime), server
+        ReminderServicer(context.db, context.outbox, context.runtime, PageTokens.for_settings(context.settings)), server
     )
     subscription = Subscription(
         topic=topics.TASK_EVENTS.name,

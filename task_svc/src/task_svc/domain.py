@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import duration_pb2
@@ -251,8 +252,53 @@ def check_task_id(value: str, field: str = "task_id") -> str:
 # --- listing ---------------------------------------------------------------
 
 
-def check_list_request(request: task_service_pb2.ListTasksRequest) -> tuple[int, int]:
-    """Validates a ListTasks request; returns (page size, offset)."""
+@dataclass(frozen=True)
+class ListingPage:
+    """The page of a task listing a ListTasks request asks for."""
+
+    size: int
+    order_by: int  # a TaskOrderBy, never UNSPECIFIED
+    descending: bool
+    fingerprint: str  # of the listing: filters, sort and user (what the next page's token is bound to)
+    after: paging.Position | None  # (sort key, task id) of the previous page's last task; None for the first page
+
+
+# A position's sort key as each order sees it, then the task id (text).
+POSITION_SHAPES: dict[int, tuple[paging.Part, ...]] = {
+    task_service_pb2.TASK_ORDER_BY_DUE_TIME: (paging.Part.OPTIONAL_TIME, paging.Part.TEXT),
+    task_service_pb2.TASK_ORDER_BY_PRIORITY: (paging.Part.INTEGER, paging.Part.TEXT),
+    task_service_pb2.TASK_ORDER_BY_CREATE_TIME: (paging.Part.TIME, paging.Part.TEXT),
+    task_service_pb2.TASK_ORDER_BY_UPDATE_TIME: (paging.Part.TIME, paging.Part.TEXT),
+    task_service_pb2.TASK_ORDER_BY_TITLE: (paging.Part.TEXT, paging.Part.TEXT),
+    task_service_pb2.TASK_ORDER_BY_RELEVANCE: (paging.Part.REAL, paging.Part.TEXT),
+}
+
+
+def list_order(request: task_service_pb2.ListTasksRequest) -> tuple[int, bool]:
+    """What a listing sorts by (a TaskOrderBy) and whether descending, defaults applied."""
+    order_by = request.order_by
+    if order_by == task_service_pb2.TASK_ORDER_BY_UNSPECIFIED:
+        order_by = (
+            task_service_pb2.TASK_ORDER_BY_RELEVANCE
+            if search_words(request.query)
+            else task_service_pb2.TASK_ORDER_BY_DUE_TIME
+        )
+    if request.sort_order == common_pb2.SORT_ORDER_UNSPECIFIED:
+        descending = order_by in (
+            task_service_pb2.TASK_ORDER_BY_RELEVANCE,
+            task_service_pb2.TASK_ORDER_BY_PRIORITY,
+            task_service_pb2.TASK_ORDER_BY_CREATE_TIME,
+            task_service_pb2.TASK_ORDER_BY_UPDATE_TIME,
+        )
+    else:
+        descending = request.sort_order == common_pb2.SORT_ORDER_DESCENDING
+    return order_by, descending
+
+
+def check_list_request(
+    request: task_service_pb2.ListTasksRequest, page_tokens: paging.PageTokens, user: str
+) -> ListingPage:
+    """Validates a ListTasks request of user; returns the page it asks for."""
     violations = Violations()
     if request.page_size < 0 or request.page_size > PAGE_SIZE_MAX:
         violations.add("page_size", f"must be between 1 and {PAGE_SIZE_MAX} (0 means {PAGE_SIZE_DEFAULT})")
@@ -280,25 +326,29 @@ def check_list_request(request: task_service_pb2.ListTasksRequest) -> tuple[int,
     dr = request.due_range
     if dr.HasField("start_time") and dr.HasField("end_time") and dr.start_time.ToDatetime() >= dr.end_time.ToDatetime():
         violations.add("due_range", "start_time must be before end_time")
-    offset = 0
-    if request.page_token:
+    order_by, descending = list_order(request)
+    fingerprint = paging.query_fingerprint(request, user=user)
+    after = None
+    if request.page_token and order_by in POSITION_SHAPES:
         try:
-            offset = paging.decode_page_token(request.page_token, paging.query_fingerprint(request))
+            after = _position(page_tokens.read(request.page_token, fingerprint, POSITION_SHAPES[order_by]))
         except ValueError as exc:
             violations.add("page_token", str(exc))
     violations.raise_if_any()
-    return request.page_size or PAGE_SIZE_DEFAULT, offset
+    return ListingPage(request.page_size or PAGE_SIZE_DEFAULT, order_by, descending, fingerprint, after)
+
+
+def _position(position: paging.Position) -> paging.Position:
+    """A position read from a token, its task id checked (a token is signed, and still checked)."""
+    key, task_id = position
+    if not isinstance(task_id, str):
+        raise ValueError(paging.NOT_A_TOKEN)
+    try:
+        return key, str(uuid.UUID(task_id))
+    except ValueError:
+        raise ValueError(paging.NOT_A_TOKEN) from None
 
 
 def search_words(query: str) -> list[str]:
     """The words of a search query (letters and digits only, at most 16)."""
     return re.findall(r"\w+", query.lower())[:16]
-
-
-def query_fingerprint(request: task_service_pb2.ListTasksRequest) -> str:
-    """Identifies the filters and sort of a listing, so a page token is used only with them."""
-    return paging.query_fingerprint(request)
-
-
-encode_page_token = paging.encode_page_token
-decode_page_token = paging.decode_page_token

@@ -40,9 +40,10 @@ def _stamp_changed(task: task_pb2.Task) -> None:
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     """Every TaskService RPC, acting as the authenticated user."""
 
-    def __init__(self, db: Database, outbox: Outbox) -> None:
+    def __init__(self, db: Database, outbox: Outbox, page_tokens: paging.PageTokens) -> None:
         self.db = db
         self.outbox = outbox
+        self.page_tokens = page_tokens
 
     async def CreateTask(
         self, request: task_service_pb2.CreateTaskRequest, context: Context
@@ -196,12 +197,12 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ListTasksRequest, context: Context
     ) -> task_service_pb2.ListTasksResponse:
         user = current_user()
-        page_size, offset = domain.check_list_request(request)
+        page = domain.check_list_request(request, self.page_tokens, user)
         async with self.db.engine.connect() as conn:
-            found, total = await TaskRepository(conn).list(user, request, page_size, offset, now_utc())
+            found, total, after = await TaskRepository(conn).list(user, request, page, now_utc())
         response = task_service_pb2.ListTasksResponse(tasks=found, total_size=total)
-        if offset + len(found) < total:
-            response.next_page_token = paging.encode_page_token(offset + len(found), paging.query_fingerprint(request))
+        if after is not None:
+            response.next_page_token = self.page_tokens.issue(page.fingerprint, after)
         return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +13,9 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_svc import domain
-from todo_contracts.common.v1 import common_pb2
 from todo_contracts.ids import new_id
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
-from todo_kit import zoned
+from todo_kit import paging, zoned
 
 metadata = sa.MetaData()
 
@@ -178,12 +178,21 @@ class TaskRepository:
         await self.conn.execute(pg.insert(ended_series).values(series_id=series_id).on_conflict_do_nothing())
 
     async def list(
-        self, user_id: str, request: task_service_pb2.ListTasksRequest, page_size: int, offset: int, now: datetime
-    ) -> tuple[list[task_pb2.Task], int]:
-        """One page of the user's tasks matching request, and how many match in all."""
+        self, user_id: str, request: task_service_pb2.ListTasksRequest, page: domain.ListingPage, now: datetime
+    ) -> tuple[list[task_pb2.Task], int, paging.Position | None]:
+        """One page of the user's tasks matching request, how many match in all, and where the next page starts.
+
+        Pages are keyset pages: the next one starts strictly after (sort key,
+        task id) of this one's last task, so tasks added, changed or removed in
+        between never make a task that stays in the listing come twice or not
+        at all. The position is None on the last page.
+        """
         conditions: list[sa.ColumnElement[bool]] = [tasks.c.user_id == user_id]
-        if request.statuses:
-            conditions.append(tasks.c.status.in_(list(request.statuses)))
+        statuses = set(request.statuses)
+        if not statuses or statuses == {task_pb2.TASK_STATUS_OPEN}:
+            conditions.append(_IS_OPEN)  # a todo list shows what is still to do unless asked otherwise
+        elif statuses == {task_pb2.TASK_STATUS_COMPLETED}:
+            conditions.append(tasks.c.status == task_pb2.TASK_STATUS_COMPLETED)
         if request.priorities:
             wanted = {p or task_pb2.PRIORITY_NONE for p in request.priorities}
             conditions.append(tasks.c.priority.in_(sorted(wanted)))
@@ -196,7 +205,7 @@ class TaskRepository:
         if request.due_range.HasField("end_time"):
             conditions.append(tasks.c.due_at < request.due_range.end_time.ToDatetime(tzinfo=UTC))
         if request.overdue:
-            conditions.append(tasks.c.status == task_pb2.TASK_STATUS_OPEN)
+            conditions.append(_IS_OPEN)
             conditions.append(tasks.c.due_at < now)
         if request.series_id:
             conditions.append(tasks.c.series_id == request.series_id)
@@ -222,80 +231,161 @@ class TaskRepository:
             conditions.append(sa.func.owner_scoped_search(tasks.c.user_id, tasks.c.search).op("@@")(owner_query))
             conditions.append(tasks.c.search.op("@@")(ts_query))
         where = sa.and_(*conditions)
-        ordering = _ordering(request, ts_query)
+        key = _ordering(page, ts_query)
         if ts_query is None:
             # Listings without words can walk an index in the requested order and
             # stop after the page; counting them is a query of its own.
             total = await self.conn.scalar(sa.select(sa.func.count()).select_from(tasks).where(where))
-            query = sa.select(*_COLUMNS).where(where).order_by(*ordering).limit(page_size).offset(offset)
-            rows = (await self.conn.execute(query)).all()
-            return [to_message(r) for r in rows], int(total or 0)
+            rows = await self._rows_in_order(where, key, page)
+            return _page_of(rows, page), int(total or 0), _next_position(rows, page)
         # Counting a search's matches visits every one of them anyway (and ranking
-        # does too), so the page comes from that same pass: it carries only ids
-        # and the count until the page is known, then reads the page's rows by id.
-        page = (
-            sa.select(tasks.c.task_id, sa.func.count().over().label("total_size"))
-            .where(where)
-            .order_by(*ordering)
-            .limit(page_size)
-            .offset(offset)
+        # does too), so the page comes from that same pass: the count is taken
+        # over every match before the page's position is applied, and the pass
+        # carries only ids, sort keys and the count until the page is known; then
+        # the page's rows are read by id.
+        ranked = sa.select(
+            tasks.c.task_id, key.value.label("sort_key"), sa.func.count().over().label("total_size")
+        ).where(where)
+        matches = ranked.subquery("matches")
+        after = [] if page.after is None else [_after(key, matches.c.sort_key, matches.c.task_id, page.after)]
+        ids = (
+            sa.select(matches)
+            .where(*after)
+            .order_by(*_order_by(key, matches.c.sort_key, matches.c.task_id))
+            .limit(page.size + 1)
             .subquery("page")
         )
         query = (
-            sa.select(*_COLUMNS, page.c.total_size)
-            .join_from(page, tasks, page.c.task_id == tasks.c.task_id)
-            .order_by(*ordering)
+            sa.select(*_COLUMNS, ids.c.sort_key, ids.c.total_size)
+            .join_from(ids, tasks, ids.c.task_id == tasks.c.task_id)
+            .order_by(*_order_by(key, ids.c.sort_key, ids.c.task_id))
         )
         rows = (await self.conn.execute(query)).all()
         if rows:
-            return [to_message(r) for r in rows], int(rows[0].total_size)
-        if offset == 0:
-            return [], 0
-        # A page past the last match carries no count with it.
+            return _page_of(rows, page), int(rows[0].total_size), _next_position(rows, page)
+        if page.after is None:
+            return [], 0, None
+        # A page after the last match carries no count with it.
         total = await self.conn.scalar(sa.select(sa.func.count()).select_from(tasks).where(where))
-        return [], int(total or 0)
+        return [], int(total or 0), None
+
+    async def _rows_in_order(
+        self, where: sa.ColumnElement[bool], key: _SortKey, page: domain.ListingPage
+    ) -> Sequence[Any]:
+        """Up to one more than a page of rows after page.after, each part read in the order of an index."""
+        limit = page.size + 1
+        select = sa.select(*_COLUMNS, key.value.label("sort_key")).where(where)
+        ids_after = _ids_after(key, tasks.c.task_id, page.after)
+        if not key.nullable:
+            bound = [] if page.after is None else [_row_after(key, key.value, tasks.c.task_id, page.after)]
+            query = select.where(*bound).order_by(*_order_by(key, key.value, tasks.c.task_id)).limit(limit)
+            return list((await self.conn.execute(query)).all())
+        # Tasks without a due time come after all others in both directions:
+        # the dated ones are one walk (in the order of the due time index), the
+        # undated ones another (by task id), and a page may take from both.
+        rows: list[Any] = []
+        if page.after is None or page.after[0] is not None:
+            bound = [] if page.after is None else [_row_after(key, key.value, tasks.c.task_id, page.after)]
+            direction = sa.desc if key.descending else sa.asc
+            dated = (
+                select.where(key.value.is_not(None), *bound)
+                .order_by(direction(key.value), direction(tasks.c.task_id))
+                .limit(limit)
+            )
+            rows += (await self.conn.execute(dated)).all()
+            ids_after = None  # every undated task comes after a dated one
+        if len(rows) < limit:
+            undated = (
+                select.where(key.value.is_(None), *([] if ids_after is None else [ids_after]))
+                .order_by(tasks.c.task_id.desc() if key.descending else tasks.c.task_id.asc())
+                .limit(limit - len(rows))
+            )
+            rows += (await self.conn.execute(undated)).all()
+        return rows
+
+
+_IS_OPEN = tasks.c.status == sa.literal_column(str(int(task_pb2.TASK_STATUS_OPEN)), sa.SmallInteger)
+"""Open tasks, as a constant in the SQL text so the partial index of open tasks applies in every plan."""
 
 
 def _tags(values: Sequence[str]) -> list[str]:
     return [t.strip().lower() for t in values]
 
 
-def _ordering(request: task_service_pb2.ListTasksRequest, ts_query: Any) -> list[Any]:
-    order_by = request.order_by
-    if order_by == task_service_pb2.TASK_ORDER_BY_UNSPECIFIED:
-        order_by = (
-            task_service_pb2.TASK_ORDER_BY_RELEVANCE
-            if ts_query is not None
-            else task_service_pb2.TASK_ORDER_BY_DUE_TIME
-        )
-    column: Any
-    default_descending = order_by in (
-        task_service_pb2.TASK_ORDER_BY_RELEVANCE,
-        task_service_pb2.TASK_ORDER_BY_PRIORITY,
-        task_service_pb2.TASK_ORDER_BY_CREATE_TIME,
-        task_service_pb2.TASK_ORDER_BY_UPDATE_TIME,
-    )
-    if order_by == task_service_pb2.TASK_ORDER_BY_RELEVANCE:
-        column = sa.func.ts_rank_cd(tasks.c.search, ts_query)
-    elif order_by == task_service_pb2.TASK_ORDER_BY_PRIORITY:
-        column = tasks.c.priority
-    elif order_by == task_service_pb2.TASK_ORDER_BY_CREATE_TIME:
-        column = tasks.c.create_time
-    elif order_by == task_service_pb2.TASK_ORDER_BY_UPDATE_TIME:
-        column = tasks.c.update_time
-    elif order_by == task_service_pb2.TASK_ORDER_BY_TITLE:
-        column = sa.func.lower(tasks.c.title)
+@dataclass(frozen=True)
+class _SortKey:
+    """What a listing sorts by: an expression on tasks, its SQL type, its direction, and whether it can be NULL."""
+
+    value: Any
+    type_: Any
+    descending: bool
+    nullable: bool
+
+
+def _ordering(page: domain.ListingPage, ts_query: Any) -> _SortKey:
+    order_by = page.order_by
+    timestamp = sa.DateTime(timezone=True)
+    if order_by == task_service_pb2.TASK_ORDER_BY_RELEVANCE and ts_query is not None:
+        # A rank is a function of the task's text and the query: the same task
+        # keeps its place between pages unless its text changes meanwhile.
+        return _SortKey(sa.func.ts_rank_cd(tasks.c.search, ts_query, type_=sa.REAL), sa.REAL, page.descending, False)
+    if order_by == task_service_pb2.TASK_ORDER_BY_PRIORITY:
+        return _SortKey(tasks.c.priority, sa.SmallInteger(), page.descending, False)
+    if order_by == task_service_pb2.TASK_ORDER_BY_CREATE_TIME:
+        return _SortKey(tasks.c.create_time, timestamp, page.descending, False)
+    if order_by == task_service_pb2.TASK_ORDER_BY_UPDATE_TIME:
+        return _SortKey(tasks.c.update_time, timestamp, page.descending, False)
+    if order_by == task_service_pb2.TASK_ORDER_BY_TITLE:
+        return _SortKey(sa.func.lower(tasks.c.title, type_=sa.Text), sa.Text(), page.descending, False)
+    return _SortKey(tasks.c.due_at, timestamp, page.descending, True)
+
+
+def _order_by(key: _SortKey, value: Any, task_id: Any) -> list[Any]:
+    """ORDER BY value then task id, in the key's direction; NULLs (no due time) last either way."""
+    if key.descending:
+        first, second = value.desc(), task_id.desc()
     else:
-        column = tasks.c.due_at
-    descending = (
-        default_descending
-        if request.sort_order == common_pb2.SORT_ORDER_UNSPECIFIED
-        else request.sort_order == common_pb2.SORT_ORDER_DESCENDING
-    )
-    primary = column.desc() if descending else column.asc()
-    # Tasks without a due time come last either way.
-    primary = primary.nulls_last()
-    return [primary, tasks.c.task_id.desc() if descending else tasks.c.task_id.asc()]
+        first, second = value.asc(), task_id.asc()
+    return [first.nulls_last() if key.nullable else first, second]
+
+
+def _row_after(key: _SortKey, value: Any, task_id: Any, position: paging.Position) -> sa.ColumnElement[bool]:
+    """(value, task id) strictly after a position with a non-NULL sort key, as one row comparison (an index bound)."""
+    row = sa.tuple_(value, task_id)
+    bound = sa.tuple_(sa.literal(position[0], key.type_), sa.literal(position[1], pg.UUID(as_uuid=False)))
+    return row < bound if key.descending else row > bound
+
+
+def _ids_after(key: _SortKey, task_id: Any, position: paging.Position | None) -> sa.ColumnElement[bool] | None:
+    """Task ids strictly after the position's, in the key's direction (None for the first page)."""
+    if position is None:
+        return None
+    bound = sa.literal(position[1], pg.UUID(as_uuid=False))
+    after: sa.ColumnElement[bool] = task_id < bound if key.descending else task_id > bound
+    return after
+
+
+def _after(key: _SortKey, value: Any, task_id: Any, position: paging.Position) -> sa.ColumnElement[bool]:
+    """Rows strictly after a position in the order of _order_by, NULL sort keys (coming last) included."""
+    if position[0] is None:
+        # The position is among the undated tasks: only undated ones after it remain.
+        ids_after = _ids_after(key, task_id, position)
+        assert ids_after is not None
+        return sa.and_(value.is_(None), ids_after)
+    after = _row_after(key, value, task_id, position)
+    return sa.or_(after, value.is_(None)) if key.nullable else after
+
+
+def _page_of(rows: Sequence[Any], page: domain.ListingPage) -> list[task_pb2.Task]:
+    return [to_message(r) for r in rows[: page.size]]
+
+
+def _next_position(rows: Sequence[Any], page: domain.ListingPage) -> paging.Position | None:
+    """Where the next page starts: after the page's last row, if there is a row after it."""
+    if len(rows) <= page.size:
+        return None
+    last = rows[page.size - 1]
+    return (last.sort_key, str(last.task_id))
 
 
 def new_task_id() -> str:

@@ -9,6 +9,7 @@ import grpc
 from task_svc.handlers import OccurrenceHandler, TaskServicer
 from todo_contracts import topics
 from todo_contracts.task.v1 import events_pb2, task_service_pb2, task_service_pb2_grpc
+from todo_kit.paging import PageTokens
 from todo_kit.runtime.port import ServiceUnit, Subscription, UnitContext, UnitWiring
 
 SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
@@ -16,7 +17,8 @@ SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_
 
 async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
     """Adds TaskService to the server and subscribes to OccurrenceRequested."""
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(context.db, context.outbox), server)
+    servicer = TaskServicer(context.db, context.outbox, PageTokens.for_settings(context.settings))
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(servicer, server)
     occurrence = Subscription(
         topic=topics.TASK_EVENTS.name,
         handler=OccurrenceHandler(context.db, context.outbox),

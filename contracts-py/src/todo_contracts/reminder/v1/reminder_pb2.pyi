@@ -150,7 +150,11 @@ class ListRemindersRequest(_message.Message):
     page_size: _builtins.int
     """Most reminders to return, 1 to 1000; 0 means 50."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, with the same filters and as the
+    same user (page_size may change). Opaque and signed: an edited token, or
+    one of another listing, is INVALID_ARGUMENT. The next page starts right
+    after the previous page's last reminder.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___ReminderState.ValueType]:
         """Only reminders in one of these states; empty means any."""

@@ -419,11 +419,18 @@ class ListTasksRequest(_message.Message):
     """Most tasks to return, 1 to 1000; 0 means 50."""
     page_token: _builtins.str
     """next_page_token of the previous page, to continue a listing with the
-    same filters and sort.
+    same filters and sort, as the same user (page_size may change). Opaque and
+    signed: an edited token, or one of another listing, is INVALID_ARGUMENT.
+    The next page starts right after the previous page's last task, so tasks
+    added, changed or removed meanwhile never make another task come twice or
+    not at all.
     """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus.ValueType]:
-        """Only tasks in one of these statuses; empty means any."""
+        """Only tasks in one of these statuses; empty means open tasks only (a todo
+        list shows what is still to do). Ask for both OPEN and COMPLETED to list
+        every task.
+        """
 
     @_builtins.property
     def priorities(self) -> _containers.RepeatedScalarFieldContainer[_task_pb2.Priority.ValueType]:
