@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +25,7 @@ from todo_contracts.reminder.v1 import reminder_pb2
 from todo_contracts.task.v1 import task_pb2
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit.config import Settings
+from todo_kit.logs import JsonFormatter
 from todo_kit.runtime.embedded import jobs
 
 DUE = "todo.reminder.v1.ReminderDue"
@@ -387,3 +391,94 @@ async def test_editing_tasks_while_their_reminders_fire_never_deadlocks(
         # The last plan's reminders all fired (they were due within two seconds), each rule once.
         assert sorted((r.rule_id, r.state) for r in current) == [(f"r{i}", FIRED) for i in range(5)]
         assert {r.state for r in mine if r.plan_version != r.current} <= {FIRED, CANCELLED}
+
+
+async def test_snoozes_of_one_reminder_are_capped(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(seconds=1)), reminders=[before(0)])
+    [fired] = await in_state(flow, task.task_id, FIRED)
+    request = reminder_pb2.SnoozeReminderRequest(
+        reminder_id=fired.reminder_id, snooze_for=duration_pb2.Duration(seconds=600)
+    )
+    for _ in range(reminder_domain.SNOOZES_MAX):
+        await flow.reminders.SnoozeReminder(request, metadata=flow.alice)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await flow.reminders.SnoozeReminder(request, metadata=flow.alice)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"snoozed {reminder_domain.SNOOZES_MAX} times" in (raised.value.details() or "")
+    listed = await flow.reminders.ListReminders(
+        reminder_pb2.ListRemindersRequest(task_id=task.task_id, page_size=1000), metadata=flow.alice
+    )
+    assert sum(r.snoozed_from_reminder_id == fired.reminder_id for r in listed.reminders) == reminder_domain.SNOOZES_MAX
+
+
+async def test_a_fired_reminder_writes_one_info_line(flow: Flow, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="reminder_svc")
+    task = await create(flow, title="Call the landlord", due=in_utc(timedelta(seconds=1)), reminders=[before(0)])
+    [fired] = await in_state(flow, task.task_id, FIRED)
+    lines = [r for r in caplog.records if r.name.startswith("reminder_svc") and r.getMessage() == "reminder fired"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    entry = json.loads(JsonFormatter().format(lines[0]))
+    assert entry["reminder_id"] == fired.reminder_id
+    assert (entry["task_id"], entry["user_id"], entry["late"]) == (task.task_id, "alice", False)
+    assert entry["lateness_ms"] == fired.lateness.ToMilliseconds()
+    assert "landlord" not in json.dumps(entry)  # the title is the user's content, not the operator's
+
+
+async def prune_as_the_host_would(flow: Flow, after: timedelta) -> dict[str, int]:
+    """Runs the reminder service's pruners as the host would run them `after` from now."""
+    cutoff = datetime.now(UTC) + after - timedelta(days=flow.host.settings.retention_days)
+    return {table: await prune(cutoff) for table, prune in flow.host.wirings["reminder_svc"].pruners.items()}
+
+
+async def plan_of(flow: Flow, task_id: str) -> Any:
+    async with flow.host.databases["todo_reminder"].engine.connect() as conn:
+        return (await conn.execute(sa.select(task_plans).where(task_plans.c.task_id == task_id))).first()
+
+
+async def test_an_old_event_of_a_deleted_task_replayed_after_pruning_plans_nothing(flow: Flow) -> None:
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(60), before(3600)])
+    await in_state(flow, task.task_id, SCHEDULED, 2)
+    await flow.tasks.DeleteTask(ts.DeleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
+    await in_state(flow, task.task_id, CANCELLED, 2)
+    retention = timedelta(days=flow.host.settings.retention_days)
+    # One retention period on, the cancelled reminders go; the deleted task's plan stays behind them.
+    assert await prune_as_the_host_would(flow, retention + timedelta(seconds=1)) == {"reminders": 2, "task_plans": 0}
+    assert await reminders_of(flow, task.task_id) == []
+    assert (await plan_of(flow, task.task_id)).status == "deleted"
+    [created] = [e for e in await flow.events("todo.task.v1.TaskCreated") if e.subject == task.task_id]
+    scheduled_before = len(await flow.events("todo.reminder.v1.ReminderScheduled"))
+    planner = flow.host.wirings["reminder_svc"].subscriptions[0].handler
+    await planner(created)  # redelivered: the inbox knows it
+    await planner(dataclasses.replace(created, id=str(uuid.uuid4())))  # replayed under a new id: the plan knows it
+    assert await reminders_of(flow, task.task_id) == []
+    async with flow.host.databases["todo_runtime"].engine.connect() as conn:
+        names = (await conn.execute(sa.select(jobs.c.name))).scalars().all()
+    assert [n for n in names if task.task_id in n] == []
+    await asyncio.sleep(0.3)
+    assert len(await flow.events("todo.reminder.v1.ReminderScheduled")) == scheduled_before
+    # Twice the retention on (when the inbox forgets the task's event ids too), the plan goes.
+    assert await prune_as_the_host_would(flow, 2 * retention + timedelta(seconds=1)) == {
+        "reminders": 0,
+        "task_plans": 1,
+    }
+    assert await plan_of(flow, task.task_id) is None
+
+
+async def test_a_task_reopened_after_its_plan_was_pruned_gets_new_reminders_only_ahead(flow: Flow) -> None:
+    # Due in 2 hours: reminded 3 hours before (already past, fires at once) and 1 hour before.
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(3 * 3600), before(3600)])
+    past_rule, ahead_rule = (r.rule_id for r in task.reminders)
+    await in_state(flow, task.task_id, FIRED)
+    await in_state(flow, task.task_id, SCHEDULED)
+    await flow.tasks.CompleteTask(ts.CompleteTaskRequest(task_id=task.task_id), metadata=flow.alice)
+    await in_state(flow, task.task_id, CANCELLED)
+    before_pruning = {r.reminder_id for r in await reminders_of(flow, task.task_id)}
+    retention = timedelta(days=flow.host.settings.retention_days)
+    pruned = await prune_as_the_host_would(flow, 2 * retention + timedelta(seconds=1))
+    assert pruned == {"reminders": 2, "task_plans": 1}
+    reopened = await flow.tasks.ReopenTask(ts.ReopenTaskRequest(task_id=task.task_id), metadata=flow.alice)
+    [planned] = await in_state(flow, task.task_id, SCHEDULED)
+    await asyncio.sleep(0.3)  # room for a wrong late reminder of the rule whose time passed
+    assert [r.rule_id for r in await reminders_of(flow, task.task_id)] == [ahead_rule]
+    assert planned.reminder_id not in before_pruning  # a new id: (task, rule, plan version) is published once
+    assert planned.plan_version == reopened.task.version
