@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reminder_svc import domain
-from reminder_svc.storage import CANCELLED, SCHEDULED, ReminderRepository, TaskPlan
+from reminder_svc.storage import CANCELLED, SCHEDULED, ReminderRepository
 from todo_contracts.envelope import DecodedEvent
 from todo_contracts.reminder.v1 import events_pb2 as reminder_events
 from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
@@ -17,7 +17,7 @@ from todo_contracts.task.v1 import task_pb2
 from todo_kit import paging
 from todo_kit.auth import current_user
 from todo_kit.db import Database
-from todo_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
+from todo_kit.errors import FailedPrecondition, InvalidArgument, LimitExceeded, NotFound, Violations
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import Runtime
 from todo_kit.server import ServicerContext
@@ -32,7 +32,7 @@ Context = ServicerContext
 
 
 class ReminderPlanner:
-    """Keeps each task's reminders in line with the task: plans, re-plans and cancels them."""
+    """Keeps each task's reminders in line with the task: plans, re-plans and cancels them, and fires them."""
 
     def __init__(self, db: Database, outbox: Outbox, runtime: Runtime) -> None:
         self.db = db
@@ -41,70 +41,51 @@ class ReminderPlanner:
 
     async def __call__(self, event: DecodedEvent) -> None:
         message = event.message
-        status = {
-            task_events.TaskCreated: "open",
-            task_events.TaskUpdated: "open",
-            task_events.TaskReopened: "open",
-            task_events.TaskCompleted: "completed",
-            task_events.TaskDeleted: "deleted",
-        }.get(type(message))
+        status = domain.planning_status(message)
         if status is None:
             return
         task: task_pb2.Task = message.task  # type: ignore[attr-defined]
         user_id: str = message.user_id  # type: ignore[attr-defined]
-        if isinstance(message, task_events.TaskCreated) and not task.reminders:
-            return  # a new task without rules has nothing to plan, and no plan yet to keep
-        jobs_to_delete: list[str] = []
+        cancelled_jobs: list[str] = []
+        scheduled_jobs: list[str] = []
         now = now_utc()
         async with self.db.transaction() as conn:
             if not await claim_event(conn, APP_ID, event.id):
                 return
             repo = ReminderRepository(conn)
             plan = await repo.plan(task.task_id)
-            if plan is not None and (plan.status == "deleted" or
-                                     (task.version < plan.task_version) or
-                                     (task.version == plan.task_version and status != "deleted")):  # fmt: skip
+            change = domain.change_plan(
+                plan, task, user_id, status, now, reopening=isinstance(message, task_events.TaskReopened)
+            )
+            if change is None:
                 return  # out of date or already seen: the task has moved on
-            if status == "open" and task.status == task_pb2.TASK_STATUS_COMPLETED:
-                status = "completed"
-            key = domain.plan_key(task)
-            version = plan.plan_version if plan is not None else 0
-            replan = status == "open" and (plan is None or plan.plan_key != key or plan.status != "open")
-            if status != "open" or replan:
-                reason = {
-                    "completed": reminder_events.CANCEL_REASON_TASK_COMPLETED,
-                    "deleted": reminder_events.CANCEL_REASON_TASK_DELETED,
-                }.get(status, reminder_events.CANCEL_REASON_REPLANNED)
-                # Snoozes are the user's own "remind me later": only ending the task cancels them.
-                for old, old_job in await repo.scheduled_of(task.task_id, rules_only=status == "open"):
+            if change.cancel is not None:
+                for old, old_job in await repo.scheduled_of(task.task_id, rules_only=change.cancel == "rules"):
                     await repo.set_state(old.reminder_id, CANCELLED)
                     old.state = CANCELLED
-                    jobs_to_delete.append(old_job)
+                    cancelled_jobs.append(old_job)
                     await self.outbox.add_event(
                         conn,
-                        reminder_events.ReminderCancelled(user_id=user_id, reminder=old, reason=reason),
+                        reminder_events.ReminderCancelled(user_id=user_id, reminder=old, reason=change.cancel_reason),
                         subject=task.task_id,
                     )
-            if replan:
-                version += 1
-                reopened = plan is not None and plan.status == "completed"
-                for planned in domain.planned_reminders(task):
-                    if reopened and planned.fire_time <= now:
-                        continue  # passed while the task was done: not worth a late reminder
-                    await self._schedule(conn, repo, user_id, task, planned, version)
-            elif status == "open" and plan is not None and plan.title != task.title:
+            for planned in change.schedule:
+                name = await self._schedule(conn, repo, user_id, task, planned, change.plan.plan_version)
+                if name is not None:
+                    scheduled_jobs.append(name)
+            if change.retitle:
                 await repo.retitle(task.task_id, task.title)
-            await repo.save_plan(TaskPlan(task.task_id, user_id, task.version, status, task.title, key, version), now)
+            await repo.save_plan(change.plan, now)
         # After the commit: a job deleted too early would lose a reminder if
         # the commit failed; one deleted too late only fires into a stale check.
-        for name in jobs_to_delete:
-            if not any(name == domain.job_name(task.task_id, r.rule_id) for r in task.reminders) or status != "open":
-                await self.runtime.delete_job(name)
+        for name in domain.jobs_to_delete(cancelled_jobs, scheduled_jobs):
+            await self.runtime.delete_job(name)
 
     async def _schedule(
         self, conn: Any, repo: ReminderRepository, user_id: str, task: task_pb2.Task,
         planned: domain.PlannedReminder, version: int,
-    ) -> None:  # fmt: skip
+    ) -> str | None:  # fmt: skip
+        """Stores and schedules a reminder of the plan; returns its job's name (None if it existed)."""
         reminder = reminder_pb2.Reminder(
             reminder_id=domain.reminder_id(task.task_id, planned.rule_id, version),
             user_id=user_id,
@@ -119,47 +100,64 @@ class ReminderPlanner:
         reminder.fire_time.FromDatetime(planned.fire_time)
         name = domain.job_name(task.task_id, planned.rule_id)
         if not await repo.add(reminder, name):
-            return
+            return None
         # Scheduled before the commit, under a name that a later plan
         # overwrites: if the commit fails, the job finds no scheduled reminder
-        # and the redelivered event schedules it again.
+        # and the redelivered event schedules it again. A job that comes due
+        # before the commit waits for it on the task's plan lock.
         await self.runtime.schedule_job(name, planned.fire_time, reminder.reminder_id.encode())
         await self.outbox.add_event(
             conn, reminder_events.ReminderScheduled(user_id=user_id, reminder=reminder), subject=task.task_id
         )
+        return name
 
     async def fire(self, name: str, data: bytes) -> None:
         """Job handler: a reminder's time has come. Publishes ReminderDue once, however often it fires."""
         reminder_id = data.decode("utf-8", errors="replace")
+        task_id = domain.task_id_of(reminder_id)
+        if task_id is None:
+            log.warning("job of no reminder ignored", extra={"job": name})
+            return
         async with self.db.transaction() as conn:
             repo = ReminderRepository(conn)
+            # The task's plan first, then the reminder: the order the planner locks them in.
+            plan = await repo.plan(task_id)
             reminder = await repo.get(reminder_id, lock=True)
-            if reminder is None or reminder.state != SCHEDULED:
-                return  # stale (re-planned, cancelled) or a repeated delivery
-            plan = await repo.plan(reminder.task_id)
-            if plan is None or plan.status != "open":
-                await repo.set_state(reminder_id, CANCELLED)
-                return
-            if not reminder.snoozed_from_reminder_id and reminder.plan_version != plan.plan_version:
-                await repo.set_state(reminder_id, CANCELLED)
-                return
             fired = now_utc()
+            decision = domain.decide_fire(reminder, plan, fired)
+            if reminder is None or decision.outcome is domain.FireOutcome.SKIP:
+                return  # stale (re-planned, cancelled) or a repeated delivery
+            if decision.outcome is domain.FireOutcome.CANCEL:
+                await repo.set_state(reminder_id, CANCELLED)
+                return
             fire_time = reminder.fire_time.ToDatetime(tzinfo=UTC)
-            if fired < fire_time:
+            if decision.outcome is domain.FireOutcome.WAIT:
                 # Never early: a job delivered ahead of its time waits for it.
                 await self.runtime.schedule_job(name, fire_time, data)
                 return
-            late_by = domain.lateness(fire_time, fired)
-            late = late_by > domain.LATE_AFTER
-            await repo.mark_fired(reminder_id, fired, int(late_by / timedelta(milliseconds=1)), late)
+            late_by, late = decision.late_by, decision.late
+            lateness_ms = int(late_by / timedelta(milliseconds=1))
+            await repo.mark_fired(reminder_id, fired, lateness_ms, late)
             reminder.state = reminder_pb2.REMINDER_STATE_FIRED
             reminder.fired_time.FromDatetime(fired)
             reminder.lateness.FromTimedelta(late_by)
             reminder.late = late
+            assert plan is not None  # only an open plan's reminder fires
             reminder.task_title = plan.title
             await self.outbox.add_event(
                 conn, reminder_events.ReminderDue(user_id=reminder.user_id, reminder=reminder), subject=reminder.task_id
             )
+        # Logged once committed; the title is the user's content and stays out of logs.
+        log.info(
+            "reminder fired",
+            extra={
+                "reminder_id": reminder_id,
+                "task_id": reminder.task_id,
+                "user_id": reminder.user_id,
+                "lateness_ms": lateness_ms,
+                "late": late,
+            },
+        )
         if late:
             log.warning(
                 "reminder delivered late", extra={"reminder_id": reminder_id, "late_by_s": late_by.total_seconds()}
@@ -230,15 +228,19 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
         until = self._snooze_until(request, now)
         async with self.db.transaction() as conn:
             repo = ReminderRepository(conn)
-            original = await repo.get(request.reminder_id, user_id=user, lock=True)
+            found = await repo.get(request.reminder_id, user_id=user)
+            # The task's plan first, then the reminder: the order the planner locks them in.
+            plan = await repo.plan(found.task_id) if found is not None else None
+            original = await repo.get(request.reminder_id, user_id=user, lock=True) if found is not None else None
             if original is None:
                 raise NotFound(f"reminder {request.reminder_id} not found")
             if original.state != reminder_pb2.REMINDER_STATE_FIRED:
                 raise FailedPrecondition("only a reminder that has fired can be snoozed")
-            plan = await repo.plan(original.task_id)
             if plan is None or plan.status != "open":
                 raise FailedPrecondition("the task is no longer open")
             number = await repo.count_snoozes(original.reminder_id) + 1
+            if number > domain.SNOOZES_MAX:
+                raise LimitExceeded(f"reminder {original.reminder_id} was snoozed {domain.SNOOZES_MAX} times already")
             snooze = reminder_pb2.Reminder(
                 reminder_id=f"{original.reminder_id}/snooze/{number}",
                 user_id=user,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +11,10 @@ from google.protobuf import duration_pb2
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from reminder_svc.domain import COMPLETED, DELETED, TaskPlan
 from todo_contracts.reminder.v1 import reminder_pb2
 from todo_kit import zoned
+from todo_kit.db import Database
 
 metadata = sa.MetaData()
 task_plans = sa.Table(
@@ -46,24 +48,18 @@ reminders = sa.Table(
     sa.Column("late", sa.Boolean, nullable=False),
     sa.Column("snoozed_from", sa.Text),
     sa.Column("job_name", sa.Text, nullable=False),
+    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),  # the last change of state
 )
 
 SCHEDULED = reminder_pb2.REMINDER_STATE_SCHEDULED
 FIRED = reminder_pb2.REMINDER_STATE_FIRED
 CANCELLED = reminder_pb2.REMINDER_STATE_CANCELLED
 
+PRUNE_BATCH = 1000
+"""Rows deleted per pruning transaction, so that no transaction holds locks for long."""
 
-@dataclass(frozen=True)
-class TaskPlan:
-    """What the service knows of a task."""
-
-    task_id: str
-    user_id: str
-    task_version: int
-    status: str
-    title: str
-    plan_key: str
-    plan_version: int
+# The class of the advisory locks that stand for a task's plan (the second key is the task's).
+_PLAN_LOCK_CLASS = zlib.crc32(b"reminder_svc.task_plans") & 0x7FFFFFFF
 
 
 def to_message(row: Any) -> reminder_pb2.Reminder:
@@ -96,7 +92,16 @@ class ReminderRepository:
         self.conn = conn
 
     async def plan(self, task_id: str) -> TaskPlan | None:
-        """The task's plan, locked for this transaction."""
+        """The task's plan, locked for this transaction; call it before touching the task's reminders.
+
+        One lock order everywhere (the task's plan, then its reminders) keeps the
+        planner, fired jobs and snoozes from deadlocking. The lock is taken even when
+        the plan does not exist yet: a job that fires while the task's first plan is
+        being stored then waits for that plan's commit instead of missing its reminder.
+        """
+        await self.conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(_PLAN_LOCK_CLASS, sa.func.hashtext(sa.literal(task_id, sa.Text))))
+        )
         row = (
             await self.conn.execute(sa.select(task_plans).where(task_plans.c.task_id == task_id).with_for_update())
         ).first()
@@ -126,14 +131,18 @@ class ReminderRepository:
 
     async def set_state(self, reminder_id: str, state: int) -> None:
         """Changes a reminder's state."""
-        await self.conn.execute(sa.update(reminders).where(reminders.c.reminder_id == reminder_id).values(state=state))
+        await self.conn.execute(
+            sa.update(reminders)
+            .where(reminders.c.reminder_id == reminder_id)
+            .values(state=state, update_time=sa.func.now())
+        )
 
     async def retitle(self, task_id: str, title: str) -> None:
         """Keeps the task title of reminders still to fire current."""
         await self.conn.execute(
             sa.update(reminders)
             .where(reminders.c.task_id == task_id, reminders.c.state == SCHEDULED)
-            .values(task_title=title)
+            .values(task_title=title, update_time=sa.func.now())
         )
 
     async def add(self, reminder: reminder_pb2.Reminder, job_name: str) -> bool:
@@ -156,6 +165,7 @@ class ReminderRepository:
                 late=False,
                 snoozed_from=reminder.snoozed_from_reminder_id or None,
                 job_name=job_name,
+                update_time=sa.func.now(),
             )
             .on_conflict_do_nothing()
             .returning(reminders.c.reminder_id)
@@ -179,7 +189,7 @@ class ReminderRepository:
         await self.conn.execute(
             sa.update(reminders)
             .where(reminders.c.reminder_id == reminder_id)
-            .values(state=FIRED, fired_time=fired, lateness_ms=lateness_ms, late=late)
+            .values(state=FIRED, fired_time=fired, lateness_ms=lateness_ms, late=late, update_time=sa.func.now())
         )
 
     async def count_snoozes(self, reminder_id: str) -> int:
@@ -210,3 +220,57 @@ class ReminderRepository:
             query = query.where(sa.tuple_(reminders.c.fire_time, reminders.c.reminder_id) > sa.tuple_(*after))
         query = query.order_by(reminders.c.fire_time, reminders.c.reminder_id).limit(limit)
         return [to_message(r) for r in (await self.conn.execute(query)).all()]
+
+
+async def prune_reminders(db: Database, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Deletes fired and cancelled reminders last changed before `before`, oldest first; returns how many.
+
+    Scheduled reminders stay whatever their age. Each transaction deletes at most
+    `batch` rows and skips rows another transaction holds (they go next time).
+    """
+    deleted = 0
+    # Oldest first, fired before cancelled: a reminder then goes no later than its
+    # snoozes (which change state after it), so a snooze number (their count + 1)
+    # is never handed out twice.
+    for state in (FIRED, CANCELLED):
+        while True:
+            doomed = (
+                sa.select(reminders.c.reminder_id)
+                .where(reminders.c.state == state, reminders.c.update_time < before)
+                .order_by(reminders.c.update_time)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+            async with db.transaction() as conn:
+                result = await conn.execute(sa.delete(reminders).where(reminders.c.reminder_id.in_(doomed)))
+            deleted += result.rowcount
+            if result.rowcount < batch:
+                break
+    return deleted
+
+
+async def prune_task_plans(db: Database, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Deletes plans of completed and deleted tasks last changed before `before` that have no reminders left.
+
+    Plans of open tasks stay. Each transaction deletes at most `batch` rows and
+    skips plans another transaction holds (a task being planned right now).
+    """
+    deleted = 0
+    for status in (COMPLETED, DELETED):
+        while True:
+            doomed = (
+                sa.select(task_plans.c.task_id)
+                .where(
+                    task_plans.c.status == status,
+                    task_plans.c.update_time < before,
+                    ~sa.exists().where(reminders.c.task_id == task_plans.c.task_id),
+                )
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+            async with db.transaction() as conn:
+                result = await conn.execute(sa.delete(task_plans).where(task_plans.c.task_id.in_(doomed)))
+            deleted += result.rowcount
+            if result.rowcount < batch:
+                break
+    return deleted

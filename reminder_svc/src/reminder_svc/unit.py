@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
 
+from reminder_svc import domain, storage
 from reminder_svc.handlers import APP_ID, ReminderPlanner, ReminderServicer
 from todo_contracts import topics
 from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
@@ -24,7 +26,7 @@ PLANNED_FROM = (
 
 
 async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
-    """Adds ReminderService; plans from task events; fires reminder and snooze jobs."""
+    """Adds ReminderService; plans from task events; fires reminder and snooze jobs; prunes what is done."""
     planner = ReminderPlanner(context.db, context.outbox, context.runtime)
     reminder_pb2_grpc.add_ReminderServiceServicer_to_server(
         ReminderServicer(context.db, context.outbox, context.runtime, PageTokens.for_settings(context.settings)), server
@@ -34,7 +36,20 @@ async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
         handler=planner,
         event_types=frozenset(topics.event_type_name(t) for t in PLANNED_FROM),
     )
-    return UnitWiring(subscriptions=[subscription], job_handlers={"reminder/": planner.fire, "snooze/": planner.fire})
+    retention = timedelta(days=context.settings.retention_days)
+
+    async def prune_reminders(cutoff: datetime) -> int:
+        return await storage.prune_reminders(context.db, cutoff)
+
+    async def prune_task_plans(cutoff: datetime) -> int:
+        return await storage.prune_task_plans(context.db, domain.closed_plans_cutoff(cutoff, retention))
+
+    return UnitWiring(
+        subscriptions=[subscription],
+        job_handlers={"reminder/": planner.fire, "snooze/": planner.fire},
+        # Reminders first: a closed task's plan goes only once its reminders have.
+        pruners={"reminders": prune_reminders, "task_plans": prune_task_plans},
+    )
 
 
 unit = ServiceUnit(
