@@ -231,3 +231,26 @@ async def wait_processed_position(host: EmbeddedHost, position: int) -> None:
         return (found or 0) >= position
 
     await eventually(reached)
+
+
+async def test_client_request_ids_are_forgotten_after_the_retention_period(kit_settings: Settings) -> None:
+    md = bearer(kit_settings, "alice")
+    async with running_host(kit_settings, [task_unit]) as host, grpc.aio.insecure_channel(host.address) as channel:
+        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+
+        async def create(request_id: str) -> str:
+            request = ts.CreateTaskRequest(task=task_pb2.Task(title="Pay rent"), client_request_id=request_id)
+            return (await stub.CreateTask(request, metadata=md)).task.task_id
+
+        old, recent = await create("old"), await create("recent")
+        async with host.databases["todo_task"].engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "UPDATE create_requests SET created_at = now() - interval '8 days' WHERE client_request_id = :r"
+                ),
+                {"r": "old"},
+            )
+        counts = await host.prune()
+        assert counts["task_svc.create_requests"] == 1
+        assert await create("recent") == recent  # still remembered: a retry returns the same task
+        assert await create("old") != old  # forgotten: the id may be used again

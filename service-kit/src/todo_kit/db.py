@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -47,6 +48,27 @@ class Database:
     async def close(self) -> None:
         """Closes every pooled connection."""
         await self.engine.dispose()
+
+
+async def delete_in_batches(
+    db: Database, table: sa.Table, key: Sequence[Any], condition: Any, *, batch: int = 1000
+) -> int:
+    """Deletes the rows of table matching condition, at most batch rows per transaction; returns how many.
+
+    key: the columns of the table's primary key.
+
+    Pruning a large backlog in one statement would hold locks on every row
+    until it ends; small transactions let the service work meanwhile. Rows
+    another transaction holds are skipped (they go next time).
+    """
+    deleted = 0
+    while True:
+        chosen = sa.select(*key).where(condition).limit(batch).with_for_update(skip_locked=True)
+        async with db.transaction() as conn:
+            result = await conn.execute(sa.delete(table).where(sa.tuple_(*key).in_(chosen)))
+        deleted += result.rowcount
+        if result.rowcount < batch:
+            return deleted
 
 
 async def ensure_database(admin_url: str, name: str) -> None:

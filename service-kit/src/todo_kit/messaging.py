@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_contracts import envelope, topics
-from todo_kit.db import Database
+from todo_kit.db import Database, delete_in_batches
 from todo_kit.request_context import current_traceparent
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,20 @@ def create_messaging_tables() -> None:
         sa.Column("event_id", sa.Text, primary_key=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
+
+
+def create_messaging_indexes() -> None:
+    """Indexes what pruning filters on (publish and process times).
+
+    Call it from a service's migration after create_messaging_tables (in a new
+    service's first migration, or in a later one of a service that had none).
+    """
+    from alembic import op
+
+    op.create_index(
+        "outbox_published_at", "outbox", ["published_at"], postgresql_where=sa.text("published_at IS NOT NULL")
+    )
+    op.create_index("processed_events_processed_at", "processed_events", ["processed_at"])
 
 
 def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
@@ -178,16 +192,19 @@ async def prune_messaging(db: Database, *, published_before: datetime, processed
     The inbox must remember an event id for longer than the event can still be
     delivered again, so its cut-off is the earlier one.
     """
-    async with db.transaction() as conn:
-        outbox_rows = await conn.execute(
-            sa.delete(outbox_table).where(
-                outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < published_before
-            )
-        )
-        inbox_rows = await conn.execute(
-            sa.delete(processed_events_table).where(processed_events_table.c.processed_at < processed_before)
-        )
-    return outbox_rows.rowcount, inbox_rows.rowcount
+    outbox_rows = await delete_in_batches(
+        db,
+        outbox_table,
+        [outbox_table.c.seq],
+        sa.and_(outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < published_before),
+    )
+    inbox_rows = await delete_in_batches(
+        db,
+        processed_events_table,
+        [processed_events_table.c.consumer, processed_events_table.c.event_id],
+        processed_events_table.c.processed_at < processed_before,
+    )
+    return outbox_rows, inbox_rows
 
 
 class OutboxRelay:

@@ -16,6 +16,7 @@ from task_svc import domain
 from todo_contracts.ids import new_id
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
 from todo_kit import paging, zoned
+from todo_kit.db import Database, delete_in_batches
 
 metadata = sa.MetaData()
 
@@ -48,6 +49,7 @@ create_requests = sa.Table(
     sa.Column("user_id", sa.Text, primary_key=True),
     sa.Column("client_request_id", sa.Text, primary_key=True),
     sa.Column("task_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 series_occurrences = sa.Table(
     "series_occurrences",
@@ -386,6 +388,16 @@ def _next_position(rows: Sequence[Any], page: domain.ListingPage) -> paging.Posi
         return None
     last = rows[page.size - 1]
     return (last.sort_key, str(last.task_id))
+
+
+async def prune_create_requests(db: Database, before: datetime) -> int:
+    """Forgets client request ids first used before `before`; a retry after that creates anew."""
+    return await delete_in_batches(
+        db,
+        create_requests,
+        [create_requests.c.user_id, create_requests.c.client_request_id],
+        create_requests.c.created_at < before,
+    )
 
 
 def new_task_id() -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import grpc
 
+from task_svc import storage
 from task_svc.handlers import OccurrenceHandler, TaskServicer
 from todo_contracts import topics
 from todo_contracts.task.v1 import events_pb2, task_service_pb2, task_service_pb2_grpc
@@ -16,7 +18,7 @@ SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_
 
 
 async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
-    """Adds TaskService to the server and subscribes to OccurrenceRequested."""
+    """Adds TaskService to the server, subscribes to OccurrenceRequested, prunes old client request ids."""
     servicer = TaskServicer(context.db, context.outbox, PageTokens.for_settings(context.settings))
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(servicer, server)
     occurrence = Subscription(
@@ -24,7 +26,11 @@ async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
         handler=OccurrenceHandler(context.db, context.outbox),
         event_types=frozenset({topics.event_type_name(events_pb2.OccurrenceRequested)}),
     )
-    return UnitWiring(subscriptions=[occurrence])
+
+    async def prune_create_requests(before: datetime) -> int:
+        return await storage.prune_create_requests(context.db, before)
+
+    return UnitWiring(subscriptions=[occurrence], pruners={"create_requests": prune_create_requests})
 
 
 unit = ServiceUnit(

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from todo_contracts import envelope, topics
 from todo_kit.commands import command_channel
-from todo_kit.db import Database
+from todo_kit.db import Database, delete_in_batches
 from todo_kit.messaging import OutgoingEvent
 from todo_kit.request_context import bind_traceparent
 from todo_kit.runtime.port import (
@@ -378,13 +378,13 @@ class EmbeddedRuntime:
                         )
                     )
                 condition = sa.and_(condition, event_log.c.seq <= (passed or 0))
-            deleted += await _delete_in_batches(self.db, event_log, event_log.c.seq, condition)
+            deleted += await delete_in_batches(self.db, event_log, [event_log.c.seq], condition)
         return deleted
 
     async def prune_dead_letters(self, before: datetime) -> int:
         """Deletes dead letters that failed before `before` and were not asked to be replayed."""
         condition = sa.and_(dead_letters.c.failed_at < before, dead_letters.c.replay_requested_at.is_(None))
-        return await _delete_in_batches(self.db, dead_letters, dead_letters.c.id, condition)
+        return await delete_in_batches(self.db, dead_letters, [dead_letters.c.id], condition)
 
     # --- event dispatch ---------------------------------------------------
 
@@ -671,15 +671,3 @@ class EmbeddedRuntime:
                 )
             )
         log.warning("job handler failed; firing again later", extra={**context, "retry_in_s": delay})
-
-
-async def _delete_in_batches(db: Database, table: sa.Table, key: Any, condition: Any, batch: int = 1000) -> int:
-    """Deletes the rows matching condition, batch rows per transaction, so no transaction locks much for long."""
-    deleted = 0
-    while True:
-        async with db.transaction() as conn:
-            chosen = sa.select(key).where(condition).limit(batch).scalar_subquery()
-            result = await conn.execute(sa.delete(table).where(key.in_(chosen)))
-        deleted += result.rowcount
-        if result.rowcount < batch:
-            return deleted
