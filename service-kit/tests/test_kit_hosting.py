@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -189,3 +190,40 @@ async def test_every_dead_letter_is_logged_with_its_reason(
         await eventually(lambda: any(r.getMessage() == "event dead-lettered" for r in caplog.records))
     record = next(r for r in caplog.records if r.getMessage() == "event dead-lettered")
     assert record.consumer == "probe_svc" and "never handled" in record.reason  # type: ignore[attr-defined]
+
+
+async def test_the_dead_letter_command_lists_replays_and_drops(kit_settings: Settings) -> None:
+    unit = probe_unit(drop_titles=frozenset({"poison"}))
+    env = {
+        **os.environ,
+        "TODO_DATABASE_URL": kit_settings.database_url,
+        "TODO_DATABASE_PREFIX": kit_settings.database_prefix,
+        "TODO_DATA_DIR": str(kit_settings.data_dir),
+    }
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "todo_kit.deadletters", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    async with running_host(kit_settings, [unit]) as host:
+        assert isinstance(host.runtime, EmbeddedRuntime)
+        poison = task_event("poison")
+        await host.runtime.publish([poison])
+        await eventually(lambda: _two_or_one(deadletters.list_dead_letters(host.databases["todo_runtime"])))
+        listed = await asyncio.to_thread(command, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        [entry] = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert entry["event_id"] == poison.event_id and entry["consumer"] == "probe_svc"
+        assert "poison" not in listed.stdout  # the payload (a user's title) is never printed
+        replayed = await asyncio.to_thread(command, "replay", str(entry["id"]))
+        assert replayed.returncode == 0 and "1 dead letter(s) marked for replay" in replayed.stdout
+        refused = await asyncio.to_thread(command, "drop")
+        assert refused.returncode == 2
+        dropped = await asyncio.to_thread(command, "drop", "--all", "--consumer", "probe_svc")
+        assert dropped.returncode == 0
+        assert await deadletters.list_dead_letters(host.databases["todo_runtime"]) == []
+
+
+async def _two_or_one(found: object) -> bool:
+    return bool(await found)  # type: ignore[misc]
