@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf import duration_pb2
@@ -206,3 +206,52 @@ def test_a_start_that_does_not_match_the_rule_is_still_the_first_occurrence_and_
     # 2026-12-09 is a Wednesday; the rule asks for Mondays. RFC 5545: DTSTART is the first instance.
     found = local_times("FREQ=WEEKLY;BYDAY=MO;COUNT=3", "2026-12-09T09:00", "UTC", 10)
     assert found == ["2026-12-09T09:00", "2026-12-14T09:00", "2026-12-21T09:00"]
+
+
+# --- bounded work ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("years", [1, 10])
+def test_a_minutely_skip_missed_series_started_years_ago_gets_its_next_occurrence_with_bounded_work(
+    years: int,
+) -> None:
+    zone = "America/New_York"
+    start = f"{2026 - years}-03-01T09:00"
+    task = recurring("FREQ=MINUTELY", start, zone, skip_missed=True)
+    completed = zoned.resolve(datetime(2026, 3, 1, 9, 0, 30), zone).instant
+    budget = rrules.Budget()
+    outcome = domain.next_occurrence(task, completed, budget=budget)
+    assert isinstance(outcome, domain.NextOccurrence)
+    assert outcome.due.local == datetime(2026, 3, 1, 9, 1)
+    # Every minute since the start is a position, except the hours skipped in spring (one a year).
+    minutes = (outcome.due.local - zoned.parse_local(start)) // timedelta(minutes=1)
+    assert outcome.index == 1 + minutes - 60 * years
+    assert budget.spent < 1000 * years  # years of minutes are counted, not walked through
+
+
+def test_skip_missed_positions_match_a_brute_force_count_across_a_dst_gap() -> None:
+    zone = "America/New_York"
+    start = zoned.parse_local("2026-03-06T23:50")
+    expected, index, moment = {}, 1, start
+    while moment < datetime(2026, 3, 10):
+        moment += timedelta(minutes=1)
+        if zoned.resolve(moment, zone).local == moment:  # exists: 02:00-02:59 on March 8 does not
+            index += 1
+            expected[moment] = index
+    task = recurring("FREQ=MINUTELY", "2026-03-06T23:50", zone, skip_missed=True)
+    for completed_local in ("2026-03-08T01:59:10", "2026-03-08T03:00:00", "2026-03-09T17:31:05"):
+        completed = zoned.resolve(zoned.parse_local(completed_local), zone).instant
+        outcome = domain.next_occurrence(task, completed)
+        assert isinstance(outcome, domain.NextOccurrence)
+        assert outcome.index == expected[outcome.due.local], completed_local
+        previous = max(m for m in expected if m < outcome.due.local)
+        assert outcome.due.instant > completed >= zoned.resolve(previous, zone).instant  # the first one ahead
+
+
+@pytest.mark.parametrize("rule", ["FREQ=DAILY;INTERVAL=0", "FREQ=DAILY;INTERVAL=-1", "FREQ=MONTHLY;BYDAY=+99MO"])
+def test_a_rule_stored_before_the_stricter_checks_is_refused_at_once(rule: str) -> None:
+    task = recurring(rule, "2026-12-07T09:00", "UTC")
+    budget = rrules.Budget()
+    with pytest.raises(ValueError):
+        domain.next_occurrence(task, datetime(2026, 12, 7, 10, tzinfo=UTC), budget=budget)
+    assert budget.spent == 0

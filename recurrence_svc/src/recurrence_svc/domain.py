@@ -7,7 +7,7 @@ and month ends do not drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from todo_contracts.task.v1 import task_pb2
@@ -35,19 +35,9 @@ def is_recurring(task: task_pb2.Task) -> bool:
     return bool(task.HasField("recurrence") and rec.series_id and rec.rrule and rec.HasField("series_start"))
 
 
-def _without_count(rule: str) -> str:
-    return ";".join(p for p in rule.split(";") if p.partition("=")[0].strip().upper() != "COUNT")
-
-
-def _count(rule: str) -> int | None:
-    for part in rule.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().upper() == "COUNT":
-            return int(value)
-    return None
-
-
-def next_occurrence(task: task_pb2.Task, completed_at: datetime) -> NextOccurrence | SeriesEnded:
+def next_occurrence(
+    task: task_pb2.Task, completed_at: datetime, *, budget: rrules.Budget | None = None
+) -> NextOccurrence | SeriesEnded:
     """The occurrence after task, which was completed at completed_at (aware).
 
     From the due date (the default): the series' next occurrence after this
@@ -56,30 +46,35 @@ def next_occurrence(task: task_pb2.Task, completed_at: datetime) -> NextOccurren
     does not pile up overdue tasks.
 
     From the completion date: the rule evaluated afresh from the completion
-    day at the series' time of day, strictly after both the completion and this
-    occurrence's due time, so completing a daily task early never recreates it
-    for the same day. COUNT still counts positions in the series.
+    day at the series' time of day, strictly after both the completion and
+    this occurrence's due time, so completing a daily task early never
+    recreates it for the same day. COUNT still counts positions in the series.
+
+    The work is bounded (rrules counts skipped occurrences, it does not step
+    through them): raises ValueError (rrules.RuleError) for a rule that is not
+    valid, e.g. one stored before the checks got stricter, and
+    rrules.EvaluationLimit when the budget runs out.
     """
     rec = task.recurrence
+    rule = rrules.parse(rec.rrule)
     start = zoned.from_proto(rec.series_start)
     zone = start.zone
     current_index = max(rec.occurrence_index, 1)
     current_due = zoned.from_proto(task.due).instant if task.HasField("due") else start.instant
-    count = _count(rec.rrule)
-    if count is not None and current_index >= count:
+    if rule.count is not None and current_index >= rule.count:
         return SeriesEnded("count")
     if rec.repeat_from == task_pb2.REPEAT_FROM_COMPLETION:
         completed_local = completed_at.astimezone(zoned.zone_named(zone)).replace(tzinfo=None)
         anchor = datetime.combine(completed_local.date(), start.local.time())
         floor = max(completed_at, current_due)
-        found = rrules.first_after(_without_count(rec.rrule), anchor, zone, floor)
+        found = rrules.first_after(replace(rule, count=None), anchor, zone, floor, budget=budget)
         if found is None:
             return SeriesEnded("until")
         return NextOccurrence(current_index + 1, found.zoned(zone))
     floor = max(current_due, completed_at) if rec.skip_missed else current_due
-    found = rrules.first_after(rec.rrule, start.local, zone, floor, min_index=current_index + 1)
+    found = rrules.first_after(rule, start.local, zone, floor, min_index=current_index + 1, budget=budget)
     if found is None:
-        return SeriesEnded("count" if count is not None else "until")
+        return SeriesEnded("count" if rule.count is not None else "until")
     return NextOccurrence(found.index, found.zoned(zone))
 
 

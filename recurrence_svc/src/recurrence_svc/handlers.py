@@ -12,9 +12,10 @@ from todo_contracts.recurrence.v1 import recurrence_pb2, recurrence_pb2_grpc
 from todo_contracts.task.v1 import events_pb2
 from todo_kit import rrules, zoned
 from todo_kit.db import Database
-from todo_kit.errors import Violations
+from todo_kit.errors import LimitExceeded, Violations
 from todo_kit.messaging import Outbox, claim_event
-from todo_kit.runtime.port import Runtime
+from todo_kit.offloop import OffLoop
+from todo_kit.runtime.port import DropEvent, Runtime
 from todo_kit.server import ServicerContext
 from todo_kit.zoned import now_utc
 
@@ -24,6 +25,7 @@ APP_ID = "recurrence_svc"
 JOB_PREFIX = "occurrence/"
 PREVIEW_DEFAULT = 10
 PREVIEW_MAX = 1000
+EVALUATION_WORKERS = 2
 Context = ServicerContext
 
 
@@ -32,8 +34,32 @@ def job_name(series_id: str, index: int) -> str:
     return f"{JOB_PREFIX}{series_id}/{index}"
 
 
+def evaluation_pool() -> OffLoop:
+    """Where rules are evaluated: two worker threads, each evaluation bounded by rrules' budget."""
+    return OffLoop("rrules", workers=EVALUATION_WORKERS, timeout=rrules.EVALUATION_SECONDS + 1.0)
+
+
+def preview(rule: str, start: zoned.ZonedTime, wanted: int) -> tuple[list[rrules.Occurrence], bool]:
+    """The first wanted occurrences of a checked rule, and whether the rule ends after them."""
+    found: list[rrules.Occurrence] = []
+    for occurrence in rrules.occurrences(rule, start.local, start.zone):
+        if len(found) == wanted:
+            return found, False
+        found.append(occurrence)
+    return found, True
+
+
+def checked(rule: str) -> tuple[list[tuple[str, str]], str]:
+    """What is wrong with a rule (never occurring included) and, when nothing is, the rule in words."""
+    problems = rrules.rule_problems(rule)
+    return problems, ("" if problems else rrules.describe(rule))
+
+
 class RecurrenceServicer(recurrence_pb2_grpc.RecurrenceServiceServicer):
-    """Previews and checks rules exactly as RFC 5545 defines them."""
+    """Previews and checks rules exactly as RFC 5545 defines them, off the event loop."""
+
+    def __init__(self, pool: OffLoop) -> None:
+        self.pool = pool
 
     async def PreviewOccurrences(
         self, request: recurrence_pb2.PreviewOccurrencesRequest, context: Context
@@ -52,41 +78,37 @@ class RecurrenceServicer(recurrence_pb2_grpc.RecurrenceServiceServicer):
             violations.add("count", f"must be between 1 and {PREVIEW_MAX} (0 means {PREVIEW_DEFAULT})")
         violations.raise_if_any()
         assert start is not None
-        wanted = request.count or PREVIEW_DEFAULT
-        response = recurrence_pb2.PreviewOccurrencesResponse()
-        found = rrules.occurrences(request.rrule, start.local, start.zone)
-        for occurrence in found:
-            if len(response.occurrences) == wanted:
-                response.rule_ended = False
-                return response
-            response.occurrences.append(
-                recurrence_pb2.Occurrence(index=occurrence.index, time=occurrence.zoned(start.zone).to_proto())
-            )
-        response.rule_ended = True
-        return response
+        try:
+            found, ended = await self.pool.run(preview, request.rrule, start, request.count or PREVIEW_DEFAULT)
+        except (rrules.EvaluationLimit, TimeoutError) as exc:
+            raise LimitExceeded(f"the rule needs too much work to preview: {exc}") from None
+        return recurrence_pb2.PreviewOccurrencesResponse(
+            occurrences=[recurrence_pb2.Occurrence(index=o.index, time=o.zoned(start.zone).to_proto()) for o in found],
+            rule_ended=ended,
+        )
 
     async def ValidateRule(
         self, request: recurrence_pb2.ValidateRuleRequest, context: Context
     ) -> recurrence_pb2.ValidateRuleResponse:
-        problems = rrules.rule_problems(request.rrule)
-        if not problems and rrules.never_occurs_again(request.rrule):
-            problems = [("", "the rule never produces a date after its start (e.g. February 30)")]
-        response = recurrence_pb2.ValidateRuleResponse(
+        try:
+            problems, description = await self.pool.run(checked, request.rrule)
+        except (rrules.EvaluationLimit, TimeoutError) as exc:
+            raise LimitExceeded(f"the rule needs too much work to check: {exc}") from None
+        return recurrence_pb2.ValidateRuleResponse(
             valid=not problems,
             problems=[recurrence_pb2.RuleProblem(part=part, message=message) for part, message in problems],
+            description=description,
         )
-        if not problems:
-            response.description = rrules.describe(request.rrule)
-        return response
 
 
 class SeriesHandler:
     """Reacts to completions and deletions of recurring tasks."""
 
-    def __init__(self, db: Database, outbox: Outbox, runtime: Runtime) -> None:
+    def __init__(self, db: Database, outbox: Outbox, runtime: Runtime, pool: OffLoop) -> None:
         self.db = db
         self.outbox = outbox
         self.runtime = runtime
+        self.pool = pool
 
     async def __call__(self, event: DecodedEvent) -> None:
         message = event.message
@@ -101,19 +123,21 @@ class SeriesHandler:
             return
         completed_at = task.complete_time.ToDatetime(tzinfo=UTC) if task.HasField("complete_time") else None
         now = now_utc()
+        series_id = task.recurrence.series_id
+        # Evaluated before the transaction (the event alone decides it), in a
+        # worker thread and within a budget. A rule that cannot be evaluated
+        # never will be: retrying would only repeat the work, so the event is
+        # dead-lettered.
+        try:
+            outcome = await self.pool.run(domain.next_occurrence, task, completed_at or now)
+        except (ValueError, rrules.EvaluationLimit, TimeoutError) as exc:
+            raise DropEvent(f"series {series_id}: its rule cannot be evaluated: {exc or type(exc).__name__}") from exc
         async with self.db.transaction() as conn:
             if not await claim_event(conn, APP_ID, event_id):
                 return
             repo = SeriesRepository(conn)
-            series_id = task.recurrence.series_id
             if await repo.lock_series(series_id, completed.user_id) is not None:
                 return  # ended: deleted, or COUNT/UNTIL reached
-            try:
-                outcome = domain.next_occurrence(task, completed_at or now)
-            except ValueError as exc:
-                log.error("recurring task has a rule that cannot be evaluated",
-                          extra={"series_id": series_id, "error": str(exc)})  # fmt: skip
-                return
             if isinstance(outcome, domain.SeriesEnded):
                 await repo.end(series_id, completed.user_id, outcome.reason, now)
                 return

@@ -10,6 +10,10 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_contracts.task.v1 import events_pb2
+from todo_kit.db import Database
+
+PRUNE_BATCH = 1000
+"""Rows deleted per transaction when pruning, so no prune holds locks for long."""
 
 metadata = sa.MetaData()
 series = sa.Table(
@@ -19,6 +23,7 @@ series = sa.Table(
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("end_reason", sa.Text),
     sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Index("series_ended_at", "ended_at", postgresql_where=sa.text("ended_at IS NOT NULL")),
 )
 requested = sa.Table(
     "requested_occurrences",
@@ -30,6 +35,9 @@ requested = sa.Table(
     sa.Column("request", sa.LargeBinary, nullable=False),
     sa.Column("publish_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "requested_occurrences_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL")
+    ),
 )
 
 
@@ -118,3 +126,40 @@ class SeriesRepository:
             )
         )
         return [r.occurrence_index for r in rows]
+
+
+async def prune_requests(db: Database, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Deletes requested occurrences published before the cut-off, and waiting ones of series deleted before it.
+
+    A repeated completion after that asks again, and the task service's own
+    record of the occurrences it made absorbs it. Returns how many rows went.
+    """
+    deleted_series = sa.select(series.c.series_id).where(series.c.end_reason == "deleted", series.c.ended_at < before)
+    old = sa.or_(
+        sa.and_(requested.c.published_at.is_not(None), requested.c.published_at < before),
+        sa.and_(requested.c.published_at.is_(None), requested.c.series_id.in_(deleted_series)),
+    )
+    key = sa.tuple_(requested.c.series_id, requested.c.occurrence_index)
+    victims = sa.select(requested.c.series_id, requested.c.occurrence_index).where(old).limit(batch)
+    return await _delete_in_batches(db, sa.delete(requested).where(key.in_(victims)), batch)
+
+
+async def prune_series(db: Database, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Deletes series that ended before the cut-off and have no requested occurrence left; returns how many."""
+    has_requests = sa.exists().where(requested.c.series_id == series.c.series_id)
+    victims = (
+        sa.select(series.c.series_id)
+        .where(series.c.ended_at.is_not(None), series.c.ended_at < before, ~has_requests)
+        .limit(batch)
+    )
+    return await _delete_in_batches(db, sa.delete(series).where(series.c.series_id.in_(victims)), batch)
+
+
+async def _delete_in_batches(db: Database, statement: sa.Delete, batch: int) -> int:
+    total = 0
+    while True:
+        async with db.transaction() as conn:
+            deleted = (await conn.execute(statement)).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
