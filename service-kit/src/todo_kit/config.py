@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -57,6 +58,12 @@ class Settings:
       processed event ids are kept twice as long (1 to 3650, default 7).
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
+    TODO_GRPC_MAX_CONCURRENT_RPCS: calls served at once; more are refused with
+      RESOURCE_EXHAUSTED (1 to 100000, default 1000).
+    TODO_GRPC_DEFAULT_DEADLINE_SECONDS: how long a unary call may run when the
+      client set no deadline; then DEADLINE_EXCEEDED (1 to 3600, default 30).
+    TODO_TOKEN_MAX_LIFETIME_HOURS: the longest a bearer token may live, from
+      issue to expiry; longer ones are refused (1 to 87600, default 720 = 30 days).
     """
 
     runtime: str
@@ -70,6 +77,14 @@ class Settings:
     log_level: str
     otlp_endpoint: str
     retention_days: int
+    max_concurrent_rpcs: int = 1000
+    default_deadline_seconds: int = 30
+    token_max_lifetime_hours: int = 720
+
+    @property
+    def token_max_lifetime(self) -> timedelta:
+        """TODO_TOKEN_MAX_LIFETIME_HOURS as a timedelta."""
+        return timedelta(hours=self.token_max_lifetime_hours)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +102,9 @@ class Settings:
             log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             retention_days=_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
+            max_concurrent_rpcs=_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 1000, 1, 100_000),
+            default_deadline_seconds=_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
+            token_max_lifetime_hours=_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")
