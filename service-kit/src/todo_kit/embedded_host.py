@@ -80,7 +80,7 @@ class EmbeddedHost:
         except BlockingIOError:
             self._lock.close()
             raise SystemExit(f"another host is running on {settings.data_dir}") from None
-        verifier = TokenVerifier(signing_key_for(settings))
+        verifier = TokenVerifier(signing_key_for(settings), max_lifetime=settings.token_max_lifetime)
         admin_url = settings.database_url.format(database="postgres") if settings.database_url else ""
         if not admin_url:
             self._postgres = await asyncio.to_thread(embedded_pg.start, settings.data_dir / "postgres")
