@@ -8,8 +8,9 @@ fields, random field masks, ids that look valid, rules built from random parts),
 plus raw frames that are not valid protobuf or carry invalid UTF-8. After each
 RPC's examples the server must still answer a health check within a second.
 
-Bounded and repeatable: TODO_FUZZ_EXAMPLES examples per RPC (300 by default, well under a minute),
-derandomized; set TODO_FUZZ_SEED to explore other examples.
+Bounded and repeatable: TODO_FUZZ_EXAMPLES examples per RPC (300 by default;
+the whole file takes well under a minute), derandomized; set TODO_FUZZ_SEED to
+explore other examples, and TODO_FUZZ_EXAMPLES to run more.
 """
 
 from __future__ import annotations
