@@ -21,9 +21,11 @@ GRPCURL := $(TOOLS_BIN)/grpcurl
 up: $(INSTALLED)
 	$(PY) -m todo_kit.embedded_host
 
-# A bearer token for USER, signed with this data folder's key.
+# A bearer token for USER, signed with the key `make up` uses: the same TODO_*
+# environment (TODO_DATA_DIR, TODO_JWT_SECRET[_FILE]) reaches both. It never
+# makes a key; before the first `make up` there is none, and it says so.
 token: $(INSTALLED)
-	@$(PY) -m todo_kit.tokens $(USER)
+	@$(PY) -m todo_kit.tokens "$(USER)"
 
 # grpcurl, to call the services from a shell (see README).
 grpcurl: $(GRPCURL)

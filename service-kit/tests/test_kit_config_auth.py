@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 
 from todo_kit.auth import TokenVerifier, issue_token, signing_key_for
@@ -83,3 +84,62 @@ def test_a_remembered_token_still_expires() -> None:
     time.sleep(1.1)
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.user_of(f"Bearer {token}")
+
+
+def claims(sub: str = "alice", lifetime: timedelta = timedelta(hours=1), **extra: object) -> dict[str, object]:
+    now = datetime.now(UTC)
+    found: dict[str, object] = {"sub": sub, "iss": "todo-chatbot", "aud": "todo", "iat": now, "exp": now + lifetime}
+    found.update(extra)
+    return found
+
+
+def test_a_subject_ending_in_a_newline_is_not_a_user() -> None:
+    key = "s" * 48
+    token = jwt.encode(claims("alice\n"), key, algorithm="HS256")
+    with pytest.raises(Unauthenticated, match="subject"):
+        TokenVerifier(key).user_of(f"Bearer {token}")
+    with pytest.raises(ValueError):
+        issue_token(key, "alice\n")
+
+
+def test_tokens_living_longer_than_the_maximum_are_refused() -> None:
+    key = "s" * 48
+    month = jwt.encode(claims(lifetime=timedelta(days=31)), key, algorithm="HS256")
+    with pytest.raises(Unauthenticated, match="lives longer"):
+        TokenVerifier(key).user_of(f"Bearer {month}")
+    assert TokenVerifier(key, max_lifetime=timedelta(days=40)).user_of(f"Bearer {month}") == "alice"
+    day = issue_token(key, "alice")
+    with pytest.raises(Unauthenticated, match="lives longer"):
+        TokenVerifier(key, max_lifetime=timedelta(hours=1)).user_of(f"Bearer {day}")
+
+
+def test_tokens_without_issue_time_are_refused() -> None:
+    key = "s" * 48
+    forever = claims()
+    del forever["iat"]
+    with pytest.raises(Unauthenticated, match="iat"):
+        TokenVerifier(key).user_of(f"Bearer {jwt.encode(forever, key, algorithm='HS256')}")
+
+
+@pytest.mark.parametrize("ttl", [timedelta(days=31), timedelta(0), timedelta(hours=-1)])
+def test_issue_token_refuses_lifetimes_beyond_the_maximum(ttl: timedelta) -> None:
+    with pytest.raises(ValueError, match="token lives"):
+        issue_token("s" * 48, "alice", ttl=ttl)
+    assert issue_token("s" * 48, "alice", ttl=timedelta(days=29))
+
+
+def test_server_limits_and_token_lifetime_are_settings() -> None:
+    settings = Settings.from_env({})
+    assert (settings.max_concurrent_rpcs, settings.default_deadline_seconds) == (1000, 30)
+    assert settings.token_max_lifetime == timedelta(days=30)
+    changed = Settings.from_env(
+        {
+            "TODO_GRPC_MAX_CONCURRENT_RPCS": "5",
+            "TODO_GRPC_DEFAULT_DEADLINE_SECONDS": "2",
+            "TODO_TOKEN_MAX_LIFETIME_HOURS": "1",
+        }
+    )
+    assert (changed.max_concurrent_rpcs, changed.default_deadline_seconds) == (5, 2)
+    assert changed.token_max_lifetime == timedelta(hours=1)
+    with pytest.raises(ConfigError, match="TODO_GRPC_MAX_CONCURRENT_RPCS"):
+        Settings.from_env({"TODO_GRPC_MAX_CONCURRENT_RPCS": "0"})

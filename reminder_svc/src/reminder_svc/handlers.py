@@ -17,7 +17,8 @@ from todo_contracts.task.v1 import task_pb2
 from todo_kit import paging
 from todo_kit.auth import current_user
 from todo_kit.db import Database
-from todo_kit.errors import FailedPrecondition, InvalidArgument, LimitExceeded, NotFound, Violations
+from todo_kit.errors import FailedPrecondition, InvalidArgument, LimitExceeded, NotFound, Violations, shown
+from todo_kit.inputs import text_problem
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import Runtime
 from todo_kit.server import ServicerContext
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 APP_ID = "reminder_svc"
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
+REMINDER_ID_MAX = 512  # "<task id>/<rule id>/<plan>", plus "/snooze/<n>" per snooze of a snooze
 Context = ServicerContext
 
 
@@ -178,11 +180,15 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
     ) -> reminder_pb2.ListRemindersResponse:
         user = current_user()
         violations = Violations()
+        task_id = ""
         if request.task_id:
+            # Only the canonical form: uuid.UUID also takes "{...}" and "urn:uuid:...", which the database does not.
             try:
-                uuid.UUID(request.task_id)
+                task_id = str(uuid.UUID(request.task_id))
             except ValueError:
-                violations.add("task_id", "is not a task id")
+                task_id = ""
+            if task_id != request.task_id.lower():
+                violations.add("task_id", f"{shown(request.task_id)} is not a task id")
         if not 0 <= request.page_size <= PAGE_SIZE_MAX:
             violations.add("page_size", f"must be between 1 and {PAGE_SIZE_MAX} (0 means {PAGE_SIZE_DEFAULT})")
         for state in request.states:
@@ -211,7 +217,7 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
         end = request.fire_range.end_time.ToDatetime(tzinfo=UTC) if request.fire_range.HasField("end_time") else None
         async with self.db.engine.connect() as conn:
             found = await ReminderRepository(conn).list(
-                user, request.task_id, list(request.states), start, end, size + 1, after
+                user, task_id, list(request.states), start, end, size + 1, after
             )
         response = reminder_pb2.ListRemindersResponse(reminders=found[:size])
         if len(found) > size:
@@ -225,6 +231,7 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
     ) -> reminder_pb2.SnoozeReminderResponse:
         user = current_user()
         now = now_utc()
+        self._check_reminder_id(request.reminder_id)
         until = self._snooze_until(request, now)
         async with self.db.transaction() as conn:
             repo = ReminderRepository(conn)
@@ -233,7 +240,7 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
             plan = await repo.plan(found.task_id) if found is not None else None
             original = await repo.get(request.reminder_id, user_id=user, lock=True) if found is not None else None
             if original is None:
-                raise NotFound(f"reminder {request.reminder_id} not found")
+                raise NotFound(f"reminder {shown(request.reminder_id)} not found")
             if original.state != reminder_pb2.REMINDER_STATE_FIRED:
                 raise FailedPrecondition("only a reminder that has fired can be snoozed")
             if plan is None or plan.status != "open":
@@ -262,16 +269,30 @@ class ReminderServicer(reminder_pb2_grpc.ReminderServiceServicer):
         return reminder_pb2.SnoozeReminderResponse(reminder=snooze)
 
     @staticmethod
+    def _check_reminder_id(reminder_id: str) -> None:
+        problem = text_problem(reminder_id, REMINDER_ID_MAX, required=True)
+        if problem is None and not reminder_id.isprintable():
+            problem = "must be printable (no line breaks or control characters)"
+        if problem is not None:
+            raise InvalidArgument([("reminder_id", problem)])
+
+    @staticmethod
     def _snooze_until(request: reminder_pb2.SnoozeReminderRequest, now: datetime) -> datetime:
+        # Timestamp and Duration are within protobuf's range (the server checked), but one
+        # from "now" may still leave the datetime range: bounds are checked before adding.
         which = request.WhichOneof("until")
+        earliest = domain.SNOOZE_MIN - timedelta(seconds=1)
         if which == "snooze_until":
-            until = request.snooze_until.ToDatetime(tzinfo=UTC)
             field = "snooze_until"
+            until = request.snooze_until.ToDatetime(tzinfo=UTC)
+            within = now + earliest <= until <= now + domain.SNOOZE_MAX
         elif which == "snooze_for":
-            until = now + request.snooze_for.ToTimedelta()
             field = "snooze_for"
+            delay = request.snooze_for.ToTimedelta()
+            within = earliest <= delay <= domain.SNOOZE_MAX
+            until = now + delay if within else now
         else:
             raise InvalidArgument([("until", "set snooze_until or snooze_for")])
-        if not now + domain.SNOOZE_MIN - timedelta(seconds=1) <= until <= now + domain.SNOOZE_MAX:
+        if not within:
             raise InvalidArgument([(field, "must be between 1 minute and 365 days from now")])
         return until

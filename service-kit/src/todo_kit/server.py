@@ -1,13 +1,17 @@
-"""The gRPC server every service runs on: identity, error mapping, health, reflection, tracing."""
+"""The gRPC server every service runs on: identity, input checks, error mapping, limits, access log, health,
+reflection, tracing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -15,7 +19,8 @@ from opentelemetry import trace
 
 from todo_kit.auth import TokenVerifier, set_current_user
 from todo_kit.config import Settings
-from todo_kit.errors import DomainError
+from todo_kit.errors import DeadlineExceeded, DomainError, InvalidArgument
+from todo_kit.inputs import request_problems
 from todo_kit.request_context import bind_authorization, bind_traceparent
 
 log = logging.getLogger(__name__)
@@ -31,20 +36,58 @@ MAX_REQUEST_BYTES = 1024 * 1024
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+access_log = logging.getLogger("todo_kit.access")
+
+
 def _trace_id() -> str:
     span = trace.get_current_span().get_span_context()
     return format(span.trace_id, "032x") if span.is_valid else ""
 
 
-class KitInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call and maps errors to statuses.
+class _CallRecord:
+    """One call as its access line tells it: method, outcome, duration, who, and a reference to quote."""
 
-    DomainError -> its status with google.rpc details; any other exception ->
-    INTERNAL carrying only the trace id (the stack trace goes to the log).
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.user_id = ""
+        trace_id = _trace_id()
+        self.trace_id = trace_id
+        # Without tracing, a request id ties the access line, the error log and the client's message together.
+        self.reference = trace_id or f"request-{uuid.uuid4().hex[:16]}"
+
+    def log(self) -> None:
+        """The call's one INFO access line; never anything of the request's content."""
+        extra: dict[str, object] = {
+            "method": self.method,
+            "code": self.code.name,
+            "duration_ms": round((time.perf_counter() - self.started) * 1000, 1),
+        }
+        if not self.trace_id:
+            extra["request_id"] = self.reference
+        if self.user_id:
+            extra["user_id"] = self.user_id
+        access_log.info("rpc", extra=extra)
+
+
+class KitInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call, checks and decodes its request, bounds its time, maps errors, logs it.
+
+    Requests are decoded here rather than by grpc, so an undecodable one (a
+    string that is not UTF-8, a broken frame) is INVALID_ARGUMENT, and every
+    request is checked with todo_kit.inputs.request_problems before its handler
+    runs. DomainError -> its status with google.rpc details; any other
+    exception -> INTERNAL carrying only a reference (the stack trace goes to the
+    log). A unary call without a client deadline gets default_deadline seconds.
+    Client- and bidirectional-streaming methods are refused (UNIMPLEMENTED):
+    none is in the contract, and none may bypass authentication. Public methods
+    (health, reflection) pass untouched.
     """
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, *, default_deadline: float = 30.0) -> None:
         self._verifier = verifier
+        self._default_deadline = default_deadline
 
     async def intercept_service(
         self,
@@ -55,66 +98,127 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
             return handler
+        # request_deserializer=None: the wrapper receives the raw bytes and decodes them itself.
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(method, handler.unary_unary, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(method, handler.unary_stream, handler.request_deserializer),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
-        return handler  # client streaming is not used by this contract
+        return self._refused(method, handler)
 
-    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def _admit(self, record: _CallRecord, decode: Any, raw: bytes, context: ServicerContext) -> Any:
+        """The authenticated user is bound and the request decoded and checked; raises DomainError otherwise."""
         metadata = dict(context.invocation_metadata() or ())
-        set_current_user(self._verifier.user_of(metadata.get("authorization")))
+        record.user_id = self._verifier.user_of(metadata.get("authorization"))
+        set_current_user(record.user_id)
         # Commands this call makes and events it causes carry the same identity and trace.
         bind_authorization(metadata.get("authorization"))
         bind_traceparent(metadata.get("traceparent"))
+        request = _decoded(decode, raw)
+        problems = request_problems(request) if isinstance(request, Message) else []
+        if problems:
+            raise InvalidArgument(problems)
+        return request
 
-    def _wrap_unary(self, method: str, inner: Any) -> Any:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            failure = None
+    def _wrap_unary(self, method: str, inner: Any, decode: Any) -> Any:
+        async def call(raw: bytes, context: ServicerContext) -> Any:
+            record = _CallRecord(method)
             try:
-                self._authenticate(context)
-                return await inner(request, context)
-            except DomainError as exc:
-                failure = exc
-            except grpc.aio.AbortError:
+                request = self._admit(record, decode, raw, context)
+                remaining = context.time_remaining()
+                limit = self._default_deadline if remaining is None else None
+                try:
+                    async with asyncio.timeout(limit) as scope:
+                        return await inner(request, context)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    raise DeadlineExceeded(
+                        f"the call took longer than {limit:g} s (the server's default deadline); retry"
+                    ) from None
+            except BaseException as exc:
+                await self._fail(record, exc, context)
                 raise
-            except Exception:
-                failure = _internal(method)
-            await context.abort_with_status(rpc_status.to_status(failure.to_status()))
+            finally:
+                record.log()
 
         return call
 
-    def _wrap_stream(self, method: str, inner: Any) -> Any:
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            failure = None
+    def _wrap_stream(self, method: str, inner: Any, decode: Any) -> Any:
+        async def call(raw: bytes, context: ServicerContext) -> AsyncIterator[Any]:
+            record = _CallRecord(method)
             try:
-                self._authenticate(context)
+                request = self._admit(record, decode, raw, context)
                 async for response in inner(request, context):
                     yield response
-                return
-            except DomainError as exc:
-                failure = exc
-            except grpc.aio.AbortError:
+            except BaseException as exc:
+                await self._fail(record, exc, context)
                 raise
-            except Exception:
-                failure = _internal(method)
-            await context.abort_with_status(rpc_status.to_status(failure.to_status()))
+            finally:
+                record.log()
 
         return call
 
+    @staticmethod
+    async def _fail(record: _CallRecord, exc: BaseException, context: ServicerContext) -> None:
+        """Records how the call ended and, for an error of ours or of a handler, aborts with its status."""
+        if isinstance(exc, grpc.aio.AbortError):
+            record.code = _code_of(context, grpc.StatusCode.UNKNOWN)
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            # The client went away or its own deadline passed; nobody reads a reply.
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            record.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            return
+        if not isinstance(exc, Exception):
+            record.code = grpc.StatusCode.CANCELLED  # a stream closed by its client (GeneratorExit), or shutdown
+            return
+        failure = exc if isinstance(exc, DomainError) else _internal(record)
+        record.code = failure.code
+        await context.abort_with_status(rpc_status.to_status(failure.to_status()))
 
-def _internal(method: str) -> DomainError:
-    reference = _trace_id() or f"request-{uuid.uuid4().hex[:16]}"
-    log.exception("unhandled error in RPC", extra={"method": method, "error_ref": reference})
-    error = DomainError(f"internal error; quote {reference} when reporting it")
+    @staticmethod
+    def _refused(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        async def refuse(requests: Any, context: ServicerContext) -> None:
+            record = _CallRecord(method)
+            record.code = grpc.StatusCode.UNIMPLEMENTED
+            record.log()
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming requests are not served")
+
+        make = grpc.stream_unary_rpc_method_handler if handler.stream_unary else grpc.stream_stream_rpc_method_handler
+        return make(refuse, request_deserializer=None, response_serializer=handler.response_serializer)
+
+
+def _decoded(decode: Any, raw: bytes) -> Any:
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except Exception:  # DecodeError for a broken frame or a string that is not UTF-8
+        raise InvalidArgument(
+            [("request", "is not a valid message of this method's request type (text fields must be UTF-8)")]
+        ) from None
+
+
+def _code_of(context: ServicerContext, default: grpc.StatusCode) -> grpc.StatusCode:
+    try:
+        code = context.code()
+    except Exception:
+        return default
+    return code if isinstance(code, grpc.StatusCode) else default
+
+
+def _internal(record: _CallRecord) -> DomainError:
+    log.exception("unhandled error in RPC", extra={"method": record.method, "error_ref": record.reference})
+    error = DomainError(f"internal error; quote {record.reference} when reporting it")
     error.code = grpc.StatusCode.INTERNAL
     return error
 
@@ -146,15 +250,21 @@ def configure_tracing(settings: Settings, service_name: str) -> list[grpc.aio.Se
 
 
 class KitServer:
-    """A grpc.aio server with health (NOT_SERVING until ready) and reflection."""
+    """A grpc.aio server with health (NOT_SERVING until ready) and reflection.
+
+    At most settings.max_concurrent_rpcs calls run at once (more are refused
+    with RESOURCE_EXHAUSTED by grpc), and a unary call without a client
+    deadline gets settings.default_deadline_seconds.
+    """
 
     def __init__(self, settings: Settings, verifier: TokenVerifier, *, tracing: Iterable[Any] = ()) -> None:
         self.settings = settings
         # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
-            interceptors=[*tracing, KitInterceptor(verifier)],
+            interceptors=[*tracing, KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

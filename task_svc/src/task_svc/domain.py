@@ -16,8 +16,8 @@ from google.protobuf import duration_pb2
 
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
-from todo_kit import paging, rrules, zoned
-from todo_kit.errors import InvalidArgument, Violations
+from todo_kit import inputs, paging, rrules, zoned
+from todo_kit.errors import InvalidArgument, Violations, shown
 
 TITLE_MAX = 500
 DESCRIPTION_MAX = 10_000
@@ -30,6 +30,9 @@ PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
 MAX_OFFSET_SECONDS = 366 * 24 * 3600
 TAG_PATTERN = re.compile(r"^[\w\-:/]+$")
+# Reminder ids are "<task id>/<rule id>/<plan>" and snoozes "<reminder id>/snooze/<n>": a rule id holds no "/", so
+# no client-chosen id can collide with a generated one.
+RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Fields UpdateTask may change, with the sub-paths allowed under them.
 UPDATABLE = {
@@ -72,10 +75,20 @@ def _check_zoned(value: common_pb2.ZonedDateTime, violations: Violations, field:
     except ValueError as exc:
         violations.add(f"{field}.time_zone", str(exc))
         return None
-    return None if local is None else zoned.resolve(local, value.time_zone)
+    if local is None:
+        return None
+    try:
+        return zoned.resolve(local, value.time_zone)
+    except ValueError as exc:  # a year that leaves 1000..9999 in UTC
+        violations.add(f"{field}.local_time", str(exc))
+        return None
 
 
 def _check_duration(value: duration_pb2.Duration, violations: Violations, field: str) -> None:
+    problem = inputs.duration_problem(value)
+    if problem is not None:
+        violations.add(field, problem)
+        return
     seconds = value.seconds + value.nanos / 1e9
     if seconds < 0 or seconds > MAX_OFFSET_SECONDS:
         violations.add(field, "must be between 0 and 366 days")
@@ -89,13 +102,13 @@ def checked_task(task: task_pb2.Task, violations: Violations, field: str = "task
     """
     out = task_pb2.Task()
     title = task.title.strip()
-    if not title:
-        violations.add(f"{field}.title", "must not be empty")
-    elif len(title) > TITLE_MAX:
-        violations.add(f"{field}.title", f"at most {TITLE_MAX} characters, got {len(title)}")
+    problem = inputs.text_problem(title, TITLE_MAX, required=True)
+    if problem is not None:
+        violations.add(f"{field}.title", problem)
     out.title = title
-    if len(task.description) > DESCRIPTION_MAX:
-        violations.add(f"{field}.description", f"at most {DESCRIPTION_MAX} characters, got {len(task.description)}")
+    problem = inputs.text_problem(task.description, DESCRIPTION_MAX)
+    if problem is not None:
+        violations.add(f"{field}.description", problem)
     out.description = task.description
     if task.priority not in task_pb2.Priority.values():
         violations.add(f"{field}.priority", f"unknown priority {task.priority}")
@@ -122,9 +135,9 @@ def _check_reminders(
     for index, rule in enumerate(task.reminders):
         where = f"{field}.reminders[{index}]"
         checked = task_pb2.ReminderRule(rule_id=rule.rule_id.strip() or uuid.uuid4().hex[:12])
-        if len(checked.rule_id) > 64:
-            violations.add(f"{where}.rule_id", "at most 64 characters")
-        if checked.rule_id in seen_ids:
+        if not RULE_ID_PATTERN.fullmatch(checked.rule_id):
+            violations.add(f"{where}.rule_id", f"1 to 64 letters, digits, '-' or '_', got {shown(checked.rule_id)}")
+        elif checked.rule_id in seen_ids:
             violations.add(f"{where}.rule_id", f"{checked.rule_id!r} is used by another rule of this task")
         seen_ids.add(checked.rule_id)
         trigger = rule.WhichOneof("trigger")
@@ -183,7 +196,7 @@ def apply_update(current: task_pb2.Task, patch: Any, paths: Iterable[str]) -> tu
         top, _, sub = path.partition(".")
         if top not in UPDATABLE or (sub and sub not in UPDATABLE[top]):
             allowed = ", ".join(sorted([*UPDATABLE, *(f"{k}.{s}" for k, v in UPDATABLE.items() for s in v)]))
-            violations.add("update_mask", f"{path!r} cannot be updated; allowed: {allowed}")
+            violations.add("update_mask", f"{shown(path)} cannot be updated; allowed: {allowed}")
     violations.raise_if_any()
     # Field names come from the mask at run time: typed accessors do not apply.
     merged: Any = task_pb2.Task()
@@ -236,17 +249,17 @@ def _field_differs(a: Any, b: Any, name: str) -> bool:
 
 
 def check_request_id(value: str) -> None:
-    """A client request id is at most 128 printable characters."""
+    """A client request id is at most 128 printable characters (no NUL, no line breaks)."""
     if len(value) > REQUEST_ID_MAX or not value.isprintable():
         raise InvalidArgument([("client_request_id", f"at most {REQUEST_ID_MAX} printable characters")])
 
 
 def check_task_id(value: str, field: str = "task_id") -> str:
-    """Task ids are UUIDs; anything else is INVALID_ARGUMENT."""
+    """Task ids are UUIDs; anything else is INVALID_ARGUMENT (quoting at most the id's first 80 characters)."""
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
-        raise InvalidArgument([(field, f"{value[:80]!r} is not a task id")]) from None
+        raise InvalidArgument([(field, f"{shown(value)} is not a task id")]) from None
 
 
 # --- listing ---------------------------------------------------------------

@@ -248,6 +248,16 @@ class OccurrenceHandler:
             await self.outbox.add_event(
                 conn, events_pb2.TaskCreated(user_id=request.user_id, task=task), subject=task.task_id
             )
+        # After the commit, so the line never tells of an occurrence that was rolled back. No title: user content.
+        log.info(
+            "occurrence created",
+            extra={
+                "series_id": request.series_id,
+                "occurrence_index": request.occurrence_index,
+                "task_id": task.task_id,
+                "user_id": request.user_id,
+            },
+        )
 
     @staticmethod
     def _problem(request: events_pb2.OccurrenceRequested) -> str:
