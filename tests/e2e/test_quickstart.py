@@ -54,6 +54,14 @@ async def test_quickstart_with_grpcurl(host_process: HostProcess, tmp_path: Path
     found = grpcurl(host_process.address, token, "todo.task.v1.TaskService/ListTasks", {"query": "rent"})
     assert [t["task_id"] for t in found["tasks"]] == [task["task_id"]]  # type: ignore[union-attr, index]
 
+    # The README's UpdateTask: a field mask in the form grpcurl accepts, and a version check.
+    updated = grpcurl(
+        host_process.address, token, "todo.task.v1.TaskService/UpdateTask",
+        {"task": {"task_id": task["task_id"], "title": "Pay the rent"}, "update_mask": {"paths": ["title"]},
+         "expected_version": 1},
+    )  # fmt: skip
+    assert updated["task"]["title"] == "Pay the rent"  # type: ignore[index]
+
     host_process.kill(signal.SIGTERM)
     host_process.start()
     await host_process.wait_serving()
