@@ -16,9 +16,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from recurrence_svc import domain, handlers, storage
 from recurrence_svc.unit import unit as recurrence_unit
@@ -34,7 +32,7 @@ from todo_kit.embedded_host import EmbeddedHost
 from todo_kit.messaging import OutgoingEvent
 from todo_kit.runtime.embedded import dead_letters
 from todo_kit.runtime.port import DropEvent
-from todo_kit.testing import bearer, eventually, running_host
+from todo_kit.testing import bearer, eventually, field_violations, running_host
 
 BAD_RULES = [
     ("FREQ=DAILY;INTERVAL=0", "INTERVAL"),
@@ -70,17 +68,6 @@ async def stubs(kit_settings: Settings) -> AsyncIterator[Stubs]:
             health_pb2_grpc.HealthStub(channel),
             bearer(kit_settings, "alice"),
         )
-
-
-def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found = []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found += [(v.field, v.description) for v in bad.field_violations]
-    return found
 
 
 START = common_pb2.ZonedDateTime(local_time="2026-12-07T09:00", time_zone="Europe/Berlin")

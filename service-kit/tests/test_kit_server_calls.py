@@ -13,15 +13,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from todo_contracts.task.v1 import task_pb2
 from todo_kit.auth import TokenVerifier, issue_token
 from todo_kit.config import Settings
 from todo_kit.logs import NOISY_LOGGERS, JsonFormatter, configure_logging
 from todo_kit.server import KitServer
-from todo_kit.testing import eventually
+from todo_kit.testing import eventually, violated_fields
 
 KEY = "k" * 40
 ALICE = [("authorization", f"Bearer {issue_token(KEY, 'alice')}")]
@@ -98,17 +96,6 @@ def echo(channel: grpc.aio.Channel) -> Callable[..., Awaitable[task_pb2.Task]]:
     return channel.unary_unary(  # type: ignore[no-any-return]
         ECHO, request_serializer=task_pb2.Task.SerializeToString, response_deserializer=task_pb2.Task.FromString
     )
-
-
-def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            fields += [v.field for v in bad.field_violations]
-    return fields
 
 
 async def test_invalid_utf8_is_invalid_argument_and_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,8 +8,6 @@ from collections.abc import Awaitable
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from task_fixtures import TaskClient
 
 from todo_contracts import envelope
@@ -17,7 +15,7 @@ from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import events_pb2, task_pb2
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit.messaging import OutgoingEvent
-from todo_kit.testing import eventually
+from todo_kit.testing import eventually, violated_fields
 
 
 def zdt(local: str, zone: str = "Europe/Berlin") -> common_pb2.ZonedDateTime:
@@ -29,17 +27,6 @@ async def refused(call: Awaitable[object]) -> grpc.aio.AioRpcError:
         await call
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
     return raised.value
-
-
-def fields_of(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found = []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found += [v.field for v in bad.field_violations]
-    return found
 
 
 def create(c: TaskClient, task: task_pb2.Task, request_id: str = "") -> Awaitable[ts.CreateTaskResponse]:
@@ -60,7 +47,7 @@ async def test_nul_characters_are_invalid_argument_not_internal(
     tasks: TaskClient, task: task_pb2.Task, request_id: str, field: str
 ) -> None:
     error = await refused(create(tasks, task, request_id))
-    assert fields_of(error) == [field]
+    assert violated_fields(error) == [field]
 
 
 @pytest.mark.parametrize(
@@ -69,20 +56,20 @@ async def test_nul_characters_are_invalid_argument_not_internal(
 )
 async def test_due_years_outside_1000_to_9999_are_invalid_argument(tasks: TaskClient, local: str, zone: str) -> None:
     error = await refused(create(tasks, task_pb2.Task(title="Pay rent", due=zdt(local, zone))))
-    assert fields_of(error) == ["task.due.local_time"]
+    assert violated_fields(error) == ["task.due.local_time"]
 
 
 @pytest.mark.parametrize("zone", ["localtime", "Factory", "posixrules"])
 async def test_zones_that_are_no_place_are_invalid_argument(tasks: TaskClient, zone: str) -> None:
     error = await refused(create(tasks, task_pb2.Task(title="Pay rent", due=zdt("2026-12-01T09:00", zone))))
-    assert fields_of(error) == ["task.due.time_zone"]
+    assert violated_fields(error) == ["task.due.time_zone"]
 
 
 @pytest.mark.parametrize("rule_id", ["x/1/snooze", "a b", "r\u00e9", "r" * 65, "../r"])
 async def test_rule_ids_that_could_collide_with_generated_ids_are_refused(tasks: TaskClient, rule_id: str) -> None:
     rule = task_pb2.ReminderRule(rule_id=rule_id, at=zdt("2026-12-01T09:00"))
     error = await refused(create(tasks, task_pb2.Task(title="Pay rent", reminders=[rule])))
-    assert fields_of(error) == ["task.reminders[0].rule_id"]
+    assert violated_fields(error) == ["task.reminders[0].rule_id"]
 
 
 async def test_safe_rule_ids_are_kept(tasks: TaskClient) -> None:
@@ -104,7 +91,7 @@ async def test_durations_out_of_range_are_invalid_argument(tasks: TaskClient, of
         title="Pay rent", due=zdt("2026-12-01T09:00"), reminders=[task_pb2.ReminderRule(before_due=offset)]
     )
     error = await refused(create(tasks, task))
-    assert fields_of(error) == ["task.reminders[0].before_due"]
+    assert violated_fields(error) == ["task.reminders[0].before_due"]
 
 
 async def test_a_huge_value_is_not_echoed_whole_in_the_error(tasks: TaskClient) -> None:
@@ -114,9 +101,9 @@ async def test_a_huge_value_is_not_echoed_whole_in_the_error(tasks: TaskClient) 
         ts.UpdateTaskRequest(task=made, update_mask=field_mask_pb2.FieldMask(paths=[huge])), metadata=tasks.alice
     )
     error = await refused(update)
-    assert fields_of(error) == ["update_mask"] and len(error.details() or "") < 2000
+    assert violated_fields(error) == ["update_mask"] and len(error.details() or "") < 2000
     error = await refused(tasks.stub.GetTask(ts.GetTaskRequest(task_id=huge), metadata=tasks.alice))
-    assert fields_of(error) == ["task_id"] and len(error.details() or "") < 2000
+    assert violated_fields(error) == ["task_id"] and len(error.details() or "") < 2000
 
 
 async def test_an_occurrence_created_is_logged_with_its_ids_and_without_its_title(

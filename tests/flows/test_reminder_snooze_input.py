@@ -8,23 +8,11 @@ import grpc
 import pytest
 from flow_client import Flow, eventually, in_utc
 from google.protobuf import duration_pb2, timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from todo_contracts.reminder.v1 import reminder_pb2
 from todo_contracts.task.v1 import task_pb2
 from todo_contracts.task.v1 import task_service_pb2 as ts
-
-
-def fields_of(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found = []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found += [v.field for v in bad.field_violations]
-    return found
+from todo_kit.testing import violated_fields
 
 
 async def fired_reminder(flow: Flow) -> reminder_pb2.Reminder:
@@ -65,7 +53,7 @@ async def test_snooze_times_beyond_the_datetime_range_and_bad_ids_are_invalid_ar
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await flow.reminders.SnoozeReminder(request, metadata=flow.alice)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, raised.value.details())
-        assert fields_of(raised.value) == [field]
+        assert violated_fields(raised.value) == [field]
         assert len(raised.value.details() or "") < 2000
     ten_minutes = duration_pb2.Duration(seconds=600)
     still = await flow.reminders.SnoozeReminder(
@@ -94,4 +82,4 @@ async def test_list_reminders_takes_only_a_canonical_task_id(flow: Flow, form: s
             reminder_pb2.ListRemindersRequest(task_id=form % task_id), metadata=flow.alice
         )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(raised.value) == ["task_id"]
+    assert violated_fields(raised.value) == ["task_id"]

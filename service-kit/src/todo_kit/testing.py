@@ -120,6 +120,26 @@ def bearer(settings: Settings, user: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {issue_token(signing_key_for(settings), user)}")]
 
 
+def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The (field, description) pairs of the google.rpc.BadRequest details of an error."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no google.rpc.Status"
+    found = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found += [(v.field, v.description) for v in bad.field_violations]
+    return found
+
+
+def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields an INVALID_ARGUMENT error names, in order."""
+    return [field for field, _ in field_violations(error)]
+
+
 def channel(host: EmbeddedHost) -> grpc.aio.Channel:
     """A client channel to a running host."""
     return grpc.aio.insecure_channel(host.address)
