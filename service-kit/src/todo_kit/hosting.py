@@ -51,6 +51,9 @@ class HostedRuntime(Protocol):
     def workers(self) -> Sequence[tuple[str, str, Callable[[], Coroutine[Any, Any, None]]]]:
         """The runtime's loops: (name, owner app id or "host", coroutine function)."""
 
+    async def pending_jobs(self, app_id: str) -> list[str]:
+        """Names of a unit's jobs that have not fired yet, for operators and tests."""
+
     async def prune(self, before: datetime, dead_letters_before: datetime) -> dict[str, int]:
         """Deletes the runtime's own rows that are no longer needed; counts per table."""
 

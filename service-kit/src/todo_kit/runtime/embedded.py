@@ -305,6 +305,12 @@ class EmbeddedRuntime:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(jobs).where(jobs.c.app_id == app_id, jobs.c.name == name))
 
+    async def pending_jobs(self, app_id: str) -> list[str]:
+        """Names of a unit's jobs that have not fired yet (or are firing), for operators and tests."""
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(sa.select(jobs.c.name).where(jobs.c.app_id == app_id).order_by(jobs.c.name))
+            return list(rows.scalars())
+
     # --- hosting ----------------------------------------------------------
 
     def add_subscription(self, app_id: str, subscription: Subscription) -> None:
