@@ -399,3 +399,19 @@ async def test_one_subscription_per_topic_per_unit(runtime_db: Database) -> None
     runtime.add_subscription("svc", Subscription("task-events", handler))
     with pytest.raises(ValueError, match="twice"):
         runtime.add_subscription("svc", Subscription("task-events", handler))
+
+
+async def test_stopping_right_after_a_wake_up_never_hangs(runtime_db: Database) -> None:
+    # asyncio.wait_for on Python 3.11 swallows a cancellation that arrives as the awaited event is set:
+    # a loop that used it to sleep could then never be stopped (a host that ignored SIGTERM).
+    async def handler(event: DecodedEvent) -> None:
+        return None
+
+    for round_number in range(20):
+        runtime = await new_runtime(runtime_db)
+        runtime.add_subscription("consumer", Subscription("task-events", handler))
+        await runtime.start()
+        await asyncio.sleep(0.05)  # every loop asleep, waiting for its wake-up
+        await runtime.for_unit("svc").schedule_job(f"j{round_number}", datetime.now(UTC) + timedelta(hours=1), b"")
+        await runtime.publish([task_event("alice", f"t{round_number}")])
+        await asyncio.wait_for(runtime.stop(), timeout=5)

@@ -11,7 +11,6 @@ it processed in the same transaction as their effect (claim_event).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from todo_contracts import envelope, topics
 from todo_kit.db import Database, delete_in_batches
 from todo_kit.request_context import current_traceparent
+from todo_kit.supervision import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,7 @@ class OutboxRelay:
             published = await self.publish_pending()
             if published == self.BATCH:
                 continue  # more are waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_interval)
+            await wait_for_wake(self.outbox.wake, self.poll_interval)
             # Let commits arriving together share one batch: a few milliseconds
             # of latency buy far fewer round trips under load.
             await asyncio.sleep(self.gather_delay)

@@ -11,6 +11,7 @@ hide behind a SERVING health check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,6 +27,17 @@ FIRST_DELAY = 0.2
 MAX_DELAY = 10.0
 STABLE_AFTER = 60.0
 """A loop that ran this long before failing starts again from the first delay."""
+
+
+async def wait_for_wake(wake: asyncio.Event, timeout: float) -> None:
+    """Waits until wake is set or timeout seconds passed, whichever is first.
+
+    Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+    arrives as the event is set, and a loop using it then never stops.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await wake.wait()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ Commands: gRPC over loopback to the one server that hosts every unit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -56,7 +55,7 @@ from todo_kit.runtime.port import (
     Subscription,
     handler_for_job,
 )
-from todo_kit.supervision import Supervisor
+from todo_kit.supervision import Supervisor, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,13 @@ FIRST_RETRY_DELAY = 0.1
 JOB_LEASE = timedelta(seconds=15)
 """How long a claimed job is reserved for the host firing it; after a crash it fires again once this passed."""
 JOB_BATCH = 1000
+TIMER_SAFETY_NET = timedelta(seconds=30)
+"""The job timer looks at the table at least this often (jobs another host scheduled)."""
+_AWAKE = datetime.max.replace(tzinfo=UTC)
+"""The job timer's wake-up time while it is not sleeping: every new job wakes it."""
 REPLAY_BATCH = 100
+REPLAY_CHECK_INTERVAL = 5.0
+"""Seconds between two looks of a dispatcher for dead letters an operator asked to replay."""
 
 
 async def _ignore_health(down: frozenset[str]) -> None:
@@ -208,6 +213,7 @@ class EmbeddedRuntime:
         self._job_handlers: dict[str, dict[str, JobHandler]] = {}
         self._topic_wakes: dict[str, list[asyncio.Event]] = defaultdict(list)
         self._jobs_wake = asyncio.Event()
+        self._timer_wakes_at = _AWAKE
         self._channel: grpc.aio.Channel | None = None
         self._running_jobs: set[asyncio.Task[None]] = set()
         self._own_supervisor: Supervisor | None = None
@@ -298,7 +304,7 @@ class EmbeddedRuntime:
             result = await conn.execute(stmt.returning(jobs.c.name))
             if result.first() is None:
                 raise JobExists(f"job {name!r} of {app_id} exists")
-        self._jobs_wake.set()
+        self._wake_timer_for(due_time)
 
     async def delete_job(self, app_id: str, name: str) -> None:
         """Deletes the job if it is still there."""
@@ -415,9 +421,15 @@ class EmbeddedRuntime:
         wanted = consumer.subscription.event_types
         position = await self._position(consumer)
         saved = position
+        loop = asyncio.get_running_loop()
+        replays_checked = -REPLAY_CHECK_INTERVAL
         while True:
             wake.clear()
-            await self._replay_requested(consumer)
+            # Replays are asked for by an operator, rarely: looked for every few
+            # seconds, not at every wake-up of a busy topic.
+            if loop.time() - replays_checked >= REPLAY_CHECK_INTERVAL:
+                await self._replay_requested(consumer)
+                replays_checked = loop.time()
             async with self.db.engine.connect() as conn:
                 query = (
                     sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.event_type, event_log.c.payload)
@@ -449,8 +461,7 @@ class EmbeddedRuntime:
             else:
                 # The wake comes from publish in this process; the timeout
                 # is only a safety net (and how replays asked for elsewhere arrive).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=5.0)
+                await wait_for_wake(wake, 5.0)
 
     async def _save_position(self, consumer: _Consumer, position: int) -> None:
         async with self.db.transaction() as conn:
@@ -605,24 +616,38 @@ class EmbeddedRuntime:
             )  # fmt: skip
 
     async def _run_jobs(self) -> None:
-        """Fires due jobs. Database errors end it; the host's supervisor restarts it."""
+        """Fires due jobs. Database errors end it; the host's supervisor restarts it.
+
+        It looks at the table only when something may have become claimable:
+        at the earliest due time (or lease end) it knows of, or when a job is
+        scheduled earlier than that (schedule_job wakes it only then), so a
+        burst of jobs planned for later costs no look at all.
+        """
         limit = asyncio.Semaphore(64)
         while True:
+            self._timer_wakes_at = _AWAKE
             self._jobs_wake.clear()
-            claimed = await self._claim_due(datetime.now(UTC))
-            for job in claimed:
-                task = asyncio.create_task(self._fire(job, limit))
-                self._running_jobs.add(task)
-                task.add_done_callback(self._running_jobs.discard)
-            if len(claimed) >= JOB_BATCH:
-                await asyncio.sleep(0)  # more are due: go round again at once
-                continue
+            now = datetime.now(UTC)
             next_time = await self._next_claimable()
-            timeout = None if next_time is None else max(0.0, (next_time - datetime.now(UTC)).total_seconds())
-            if timeout == 0.0:
-                timeout = 0.01  # claimable now but taken by a concurrent claim: look again shortly
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._jobs_wake.wait(), timeout=timeout)
+            if next_time is not None and next_time <= now:
+                claimed = await self._claim_due(now)
+                for job in claimed:
+                    task = asyncio.create_task(self._fire(job, limit))
+                    self._running_jobs.add(task)
+                    task.add_done_callback(self._running_jobs.discard)
+                if claimed:
+                    await asyncio.sleep(0)  # more may be due: look again at once
+                    continue
+                next_time = now + timedelta(milliseconds=10)  # taken by a concurrent claim: look again shortly
+            # A safety net for jobs scheduled by another host on the same database.
+            wake_at = min(next_time or now + TIMER_SAFETY_NET, now + TIMER_SAFETY_NET)
+            self._timer_wakes_at = wake_at
+            await wait_for_wake(self._jobs_wake, max(0.0, (wake_at - now).total_seconds()))
+
+    def _wake_timer_for(self, due_time: datetime) -> None:
+        """Wakes the job timer if it would otherwise sleep past due_time."""
+        if due_time < self._timer_wakes_at:
+            self._jobs_wake.set()
 
     async def _fire(self, job: Any, limit: asyncio.Semaphore) -> None:
         app_id, name, data, attempts, claim = job.app_id, job.name, bytes(job.data), job.attempts, job.claim
@@ -648,8 +673,6 @@ class EmbeddedRuntime:
         except Exception:
             # The job stays leased and fires again when the lease ends.
             log.exception("recording a fired job failed", extra={"app_id": app_id, "job": name, "attempts": attempts})
-        finally:
-            self._jobs_wake.set()
 
     async def _job_failed(self, job: Any, mine: Any, error: str) -> None:
         policy = FailurePolicy(
@@ -676,4 +699,5 @@ class EmbeddedRuntime:
                     claim=None,
                 )
             )
+        self._wake_timer_for(datetime.now(UTC) + timedelta(seconds=delay))
         log.warning("job handler failed; firing again later", extra={**context, "retry_in_s": delay})
