@@ -79,7 +79,7 @@ from typing import Any
 import asyncpg
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, json_format
-from host_process import HostProcess, free_port
+from host_process import HostProcess, free_port, utc_in
 
 from todo_contracts import envelope
 from todo_contracts.common.v1 import common_pb2
@@ -123,12 +123,6 @@ class RoundsConfig:
     reminder_ahead_seconds: tuple[float, float] = (2.0, 9.0)
     round_timeout: float = 300.0
     quiet_timeout: float = 120.0
-
-
-def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
-    """A UTC wall-clock time this far from now, to the second."""
-    moment = datetime.now(UTC) + delta
-    return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
 
 
 # --- what the clients did ------------------------------------------------------
@@ -678,6 +672,8 @@ async def check(ledger: Ledger, reader: StateReader) -> Findings:
             elif row["title"] != record.title or due_local != record.due_local:
                 found.lost.append(f"task {record.key}: {row['title']!r} due {due_local}, acknowledged "
                                   f"{record.title!r} due {record.due_local}")  # fmt: skip
+            if row["status"] != task_pb2.TASK_STATUS_OPEN:
+                found.wrong.append(f"task {record.key}: status {row['status']}, never completed")
 
     # Task events: one per task version, 1 to the current one.
     versions: dict[str, Counter[int]] = defaultdict(Counter)

@@ -10,16 +10,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from todo_contracts.common.v1 import common_pb2
 from todo_kit import embedded_pg
 from todo_kit.auth import issue_token, signing_key_for
 from todo_kit.config import Settings
 from todo_kit.embedded_host import database_url
+
+
+def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
+    """A UTC wall-clock time this far from now, to the second (as a client would write a due time)."""
+    moment = datetime.now(UTC) + delta
+    return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
 
 
 def free_port() -> int:

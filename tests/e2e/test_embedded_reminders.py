@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2
-from host_process import HostProcess
+from host_process import HostProcess, utc_in
 
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
 from todo_contracts.task.v1 import task_pb2, task_service_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit.testing import eventually
-
-
-def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
-    moment = datetime.now(UTC) + delta
-    return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
 
 
 async def fired_reminders(channel: grpc.aio.Channel, md: list[tuple[str, str]]) -> list[reminder_pb2.Reminder]:
