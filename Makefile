@@ -41,6 +41,14 @@ bench: $(INSTALLED)
 bench-reminders: $(INSTALLED)
 	cd bench && ../$(PY) bench_reminders.py --record
 
+# Randomized fault rounds: mixed load, kill -9 at a random moment, restart, check nothing lost or doubled
+# (several minutes for 100 rounds; figures in docs/reliability.md). A 3-round version runs in `make test`.
+ROUNDS ?= 100
+SEED ?= 1
+.PHONY: faults
+faults: $(INSTALLED)
+	$(PY) tests/e2e/fault_rounds.py --rounds $(ROUNDS) --seed $(SEED)
+
 test: check unit
 
 check: lint-proto check-contracts lint-python

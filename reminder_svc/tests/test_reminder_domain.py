@@ -52,9 +52,14 @@ def plan_of(t: task_pb2.Task, status: str = OPEN, plan_version: int = 1, **chang
 
 
 def change(
-    plan: TaskPlan | None, t: task_pb2.Task, status: str = OPEN, *, reopening: bool = False
+    plan: TaskPlan | None,
+    t: task_pb2.Task,
+    status: str = OPEN,
+    *,
+    reopening: bool = False,
+    fired: frozenset[tuple[str, datetime]] = frozenset(),
 ) -> domain.PlanChange:
-    decided = domain.change_plan(plan, t, "alice", status, NOW, reopening=reopening)
+    decided = domain.change_plan(plan, t, "alice", status, NOW, reopening=reopening, fired=fired)
     assert decided is not None
     return decided
 
@@ -118,6 +123,28 @@ def test_a_due_change_replans_the_rules_but_keeps_snoozes() -> None:
     assert decided.plan.plan_version == 5
     assert [p.fire_time for p in decided.schedule] == [datetime(2026, 12, 2, 13, 0, tzinfo=UTC)]
     assert not decided.retitle
+
+
+def test_a_replan_does_not_remind_again_of_a_moment_already_reminded_of() -> None:
+    # Due at 14:00 with a reminder an hour before and one at 11:00; both fired (it is 12:00).
+    at_eleven = task_pb2.ReminderRule(
+        rule_id="a", at=common_pb2.ZonedDateTime(local_time="2026-12-01T11:00", time_zone="UTC")
+    )
+    first = task(1)
+    first.reminders.append(at_eleven)
+    fired = frozenset(
+        {("r0", datetime(2026, 12, 1, 13, 0, tzinfo=UTC)), ("a", datetime(2026, 12, 1, 11, 0, tzinfo=UTC))}
+    )
+    # The due time moves to 15:00: the relative reminder follows it, the absolute one stays fired.
+    later = task(2, due="2026-12-01T15:00")
+    later.reminders.append(at_eleven)
+    moved = change(plan_of(first, plan_version=1), later, fired=fired)
+    assert [(p.rule_id, p.fire_time) for p in moved.schedule] == [("r0", datetime(2026, 12, 1, 14, 0, tzinfo=UTC))]
+    # And back to 14:00: the 13:00 reminder was given already.
+    back = task(3)
+    back.reminders.append(at_eleven)
+    returned = change(plan_of(later, plan_version=2), back, fired=fired)
+    assert (returned.schedule, returned.cancel, returned.plan.plan_version) == ([], "rules", 3)
 
 
 def test_a_title_change_only_retitles() -> None:

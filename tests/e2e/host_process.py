@@ -1,4 +1,4 @@
-"""The embedded default as a real child process, for end-to-end tests (what `make up` runs)."""
+"""The embedded default as a real child process, for end-to-end tests and the fault rounds (what `make up` runs)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,26 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from todo_contracts.common.v1 import common_pb2
 from todo_kit import embedded_pg
+from todo_kit.auth import issue_token, signing_key_for
+from todo_kit.config import Settings
+from todo_kit.embedded_host import database_url
+
+
+def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
+    """A UTC wall-clock time this far from now, to the second (as a client would write a due time)."""
+    moment = datetime.now(UTC) + delta
+    return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
 
 
 def free_port() -> int:
@@ -28,6 +40,7 @@ class HostProcess:
     """The embedded host as a child process."""
 
     def __init__(self, data_dir: Path, port: int, log: Path) -> None:
+        self.data_dir = data_dir
         self.env = {**os.environ, "TODO_DATA_DIR": str(data_dir), "TODO_GRPC_PORT": str(port),
                     "TODO_LOG_LEVEL": "WARNING"}  # fmt: skip
         self.address = f"127.0.0.1:{port}"
@@ -55,10 +68,41 @@ class HostProcess:
                 assert asyncio.get_running_loop().time() < deadline, "host did not become SERVING"
                 await asyncio.sleep(0.1)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stops the host cleanly if it runs (which stops PostgreSQL too), else the PostgreSQL a killed one left."""
+        if self.running:
+            try:
+                self.kill(signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+        pgdata = self.data_dir / "postgres"
+        embedded_pg.kill_server(pgdata)
+        for _ in range(300):  # its fast shutdown takes a moment; the data folder may be removed afterwards
+            if embedded_pg.postmaster_pid(pgdata) is None:
+                return
+            time.sleep(0.1)
+
+    def bearer(self, user: str) -> list[tuple[str, str]]:
+        """Call metadata with a token for user, signed with the data folder's key (made at the host's first start)."""
+        settings = Settings.from_env({"TODO_DATA_DIR": str(self.data_dir)})
+        return [("authorization", f"Bearer {issue_token(signing_key_for(settings), user)}")]
+
+    def database_url(self, name: str) -> str:
+        """The URL of one of the host's databases (todo_task, todo_runtime, ...) on its embedded PostgreSQL.
+
+        Call it while PostgreSQL runs (the host started it; a killed host leaves it running).
+        """
+        server = embedded_pg.start(self.data_dir / "postgres")
+        return database_url(server.admin_url, name)
 
 
 @pytest.fixture
@@ -68,4 +112,4 @@ def host_process(tmp_path: Path) -> Iterator[HostProcess]:
         yield host
     finally:
         host.kill()
-        embedded_pg.kill_server(tmp_path / "data" / "postgres")
+        embedded_pg.kill_server(host.data_dir / "postgres")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 
 import asyncpg
 import grpc
@@ -21,8 +20,6 @@ from todo_contracts import envelope
 from todo_contracts.task.v1 import events_pb2, task_pb2, task_service_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit import embedded_pg
-from todo_kit.auth import issue_token, signing_key_for
-from todo_kit.config import Settings
 
 TOTAL = 300
 KILL_AFTER = 80
@@ -47,11 +44,10 @@ async def create_all(stub: task_service_pb2_grpc.TaskServiceStub, md: list[tuple
     await asyncio.gather(*(worker() for _ in range(8)))
 
 
-async def test_kill_9_during_creates_loses_and_doubles_nothing(host_process: HostProcess, tmp_path: Path) -> None:
+async def test_kill_9_during_creates_loses_and_doubles_nothing(host_process: HostProcess) -> None:
     host_process.start()
     await host_process.wait_serving()
-    settings = Settings.from_env({"TODO_DATA_DIR": str(tmp_path / "data")})
-    md = [("authorization", f"Bearer {issue_token(signing_key_for(settings), 'alice')}")]
+    md = host_process.bearer("alice")
 
     accepted_before: dict[int, str] = {}
     enough = asyncio.Event()
@@ -85,8 +81,7 @@ async def test_kill_9_during_creates_loses_and_doubles_nothing(host_process: Hos
     assert len(listed) == TOTAL
     assert {t.task_id for t in listed} == set(accepted_after.values())
 
-    server = embedded_pg.start(tmp_path / "data" / "postgres")
-    url = server.admin_url.replace("/postgres?", "/todo_runtime?")
+    url = host_process.database_url("todo_runtime")
     created: dict[str, set[str]] = {}
     for _ in range(200):
         conn = await asyncpg.connect(url)
@@ -107,4 +102,4 @@ async def test_kill_9_during_creates_loses_and_doubles_nothing(host_process: Hos
 
     host_process.kill(signal.SIGTERM)
     assert host_process.process is not None and host_process.process.returncode == 0
-    assert embedded_pg.postmaster_pid(tmp_path / "data" / "postgres") is None, "a clean stop stops PostgreSQL too"
+    assert embedded_pg.postmaster_pid(host_process.data_dir / "postgres") is None, "a clean stop stops PostgreSQL too"

@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2
-from host_process import HostProcess
+from host_process import HostProcess, utc_in
 
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.reminder.v1 import reminder_pb2, reminder_pb2_grpc
 from todo_contracts.task.v1 import task_pb2, task_service_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2 as ts
-from todo_kit.auth import issue_token, signing_key_for
-from todo_kit.config import Settings
 from todo_kit.testing import eventually
-
-
-def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
-    moment = datetime.now(UTC) + delta
-    return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
-
-
-def token(tmp_path: Path) -> list[tuple[str, str]]:
-    settings = Settings.from_env({"TODO_DATA_DIR": str(tmp_path / "data")})
-    return [("authorization", f"Bearer {issue_token(signing_key_for(settings), 'alice')}")]
 
 
 async def fired_reminders(channel: grpc.aio.Channel, md: list[tuple[str, str]]) -> list[reminder_pb2.Reminder]:
@@ -42,10 +29,10 @@ async def fired_reminders(channel: grpc.aio.Channel, md: list[tuple[str, str]]) 
     return list((await stub.ListReminders(request, metadata=md)).reminders)
 
 
-async def test_reminder_on_time_and_next_weeks_task(host_process: HostProcess, tmp_path: Path) -> None:
+async def test_reminder_on_time_and_next_weeks_task(host_process: HostProcess) -> None:
     host_process.start()
     await host_process.wait_serving()
-    md = token(tmp_path)
+    md = host_process.bearer("alice")
     async with grpc.aio.insecure_channel(host_process.address) as channel:
         tasks = task_service_pb2_grpc.TaskServiceStub(channel)
         reminded = (
@@ -89,13 +76,11 @@ async def test_reminder_on_time_and_next_weeks_task(host_process: HostProcess, t
     assert fired.fired_time.ToDatetime() >= fired.fire_time.ToDatetime()
 
 
-async def test_kill_9_before_reminders_come_due_delivers_each_once_late(
-    host_process: HostProcess, tmp_path: Path
-) -> None:
+async def test_kill_9_before_reminders_come_due_delivers_each_once_late(host_process: HostProcess) -> None:
     host_process.env["TODO_REMINDER_LATE_AFTER_SECONDS"] = "1"
     host_process.start()
     await host_process.wait_serving()
-    md = token(tmp_path)
+    md = host_process.bearer("alice")
     count = 20
     async with grpc.aio.insecure_channel(host_process.address) as channel:
         tasks = task_service_pb2_grpc.TaskServiceStub(channel)

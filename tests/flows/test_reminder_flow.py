@@ -129,6 +129,29 @@ async def test_failure_mode_9_a_due_change_replans_relative_reminders(flow: Flow
     assert [e for e in await flow.events(DUE) if e.subject == task.task_id] == []
 
 
+async def test_a_reminder_that_fired_does_not_fire_again_when_the_due_time_moves(flow: Flow) -> None:
+    # An absolute reminder due now, and one 30 minutes before a due time 2 hours ahead.
+    absolute = task_pb2.ReminderRule(at=in_utc(timedelta(0)))
+    task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[absolute, before(1800)])
+    [fired] = await in_state(flow, task.task_id, FIRED)
+    relative_rule = next(r.rule_id for r in task.reminders if r.rule_id != fired.rule_id)
+    update = ts.UpdateTaskRequest(
+        task=task_pb2.Task(task_id=task.task_id, due=in_utc(timedelta(hours=3))),
+        update_mask=field_mask_pb2.FieldMask(paths=["due"]),
+    )
+    await flow.tasks.UpdateTask(update, metadata=flow.alice)
+
+    async def replanned() -> list[reminder_pb2.Reminder]:
+        return [r for r in await reminders_of(flow, task.task_id) if r.state == SCHEDULED and r.plan_version > 1]
+
+    # The relative reminder follows the due time; the absolute one's time did not change and it is not planned again.
+    assert [r.rule_id for r in await eventually(replanned)] == [relative_rule]
+    await asyncio.sleep(0.5)  # room for a wrong second firing
+    assert [e.message.reminder.reminder_id for e in await flow.events(DUE) if e.subject == task.task_id] == [  # type: ignore[attr-defined]
+        fired.reminder_id
+    ]
+
+
 async def test_a_title_change_keeps_the_plan(flow: Flow) -> None:
     task = await create(flow, due=in_utc(timedelta(hours=2)), reminders=[before(60)])
     [first] = await in_state(flow, task.task_id, SCHEDULED)

@@ -10,6 +10,7 @@ import enum
 import json
 import os
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -171,7 +172,14 @@ class PlanChange:
 
 
 def change_plan(
-    plan: TaskPlan | None, task: task_pb2.Task, user_id: str, status: str, now: datetime, *, reopening: bool
+    plan: TaskPlan | None,
+    task: task_pb2.Task,
+    user_id: str,
+    status: str,
+    now: datetime,
+    *,
+    reopening: bool,
+    fired: Collection[tuple[str, datetime]] = (),
 ) -> PlanChange | None:
     """What a task event (the task as it carries it, its planning_status) changes; None if the event is stale.
 
@@ -184,6 +192,10 @@ def change_plan(
 
     reopening: the event is a TaskReopened. It stands in for a plan that said
     "completed" when that plan was pruned meanwhile.
+    fired: (rule id, fire time) of the task's rule-made reminders that fired
+    already. A re-plan leaves them out: a rule whose time did not change (an
+    absolute one when the due time moves, or a due time moved back) must not
+    remind of the same moment twice.
     """
     if plan is not None and (
         plan.status == DELETED
@@ -207,7 +219,11 @@ def change_plan(
         version += 1
         reopened = plan.status == COMPLETED if plan is not None else reopening
         # Passed while the task was done: not worth a late reminder.
-        schedule = [p for p in planned_reminders(task) if not (reopened and p.fire_time <= now)]
+        schedule = [
+            p
+            for p in planned_reminders(task)
+            if not (reopened and p.fire_time <= now) and (p.rule_id, p.fire_time) not in fired
+        ]
     retitle = status == OPEN and not replan and plan is not None and plan.title != task.title
     return PlanChange(
         plan=TaskPlan(task.task_id, user_id, task.version, status, task.title, key, version),

@@ -56,8 +56,9 @@ class ReminderPlanner:
                 return
             repo = ReminderRepository(conn)
             plan = await repo.plan(task.task_id)
+            fired = await repo.fired_of(task.task_id) if plan is not None else set()
             change = domain.change_plan(
-                plan, task, user_id, status, now, reopening=isinstance(message, task_events.TaskReopened)
+                plan, task, user_id, status, now, reopening=isinstance(message, task_events.TaskReopened), fired=fired
             )
             if change is None:
                 return  # out of date or already seen: the task has moved on

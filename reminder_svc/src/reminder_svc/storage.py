@@ -129,6 +129,15 @@ class ReminderRepository:
         rows = (await self.conn.execute(query.with_for_update())).all()
         return [(to_message(r), r.job_name) for r in rows]
 
+    async def fired_of(self, task_id: str) -> set[tuple[str, datetime]]:
+        """(rule id, fire time) of the task's rule-made reminders that fired (snoozes aside)."""
+        rows = await self.conn.execute(
+            sa.select(reminders.c.rule_id, reminders.c.fire_time).where(
+                reminders.c.task_id == task_id, reminders.c.state == FIRED, reminders.c.snoozed_from.is_(None)
+            )
+        )
+        return {(r.rule_id, r.fire_time) for r in rows}
+
     async def set_state(self, reminder_id: str, state: int) -> None:
         """Changes a reminder's state."""
         await self.conn.execute(
