@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_contracts.task.v1 import events_pb2
-from todo_kit.db import Database
+from todo_kit.db import Database, delete_in_batches
 
 PRUNE_BATCH = 1000
 """Rows deleted per transaction when pruning, so no prune holds locks for long."""
@@ -139,27 +139,12 @@ async def prune_requests(db: Database, before: datetime, *, batch: int = PRUNE_B
         sa.and_(requested.c.published_at.is_not(None), requested.c.published_at < before),
         sa.and_(requested.c.published_at.is_(None), requested.c.series_id.in_(deleted_series)),
     )
-    key = sa.tuple_(requested.c.series_id, requested.c.occurrence_index)
-    victims = sa.select(requested.c.series_id, requested.c.occurrence_index).where(old).limit(batch)
-    return await _delete_in_batches(db, sa.delete(requested).where(key.in_(victims)), batch)
+    key = [requested.c.series_id, requested.c.occurrence_index]
+    return await delete_in_batches(db, requested, key, old, batch=batch)
 
 
 async def prune_series(db: Database, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
     """Deletes series that ended before the cut-off and have no requested occurrence left; returns how many."""
     has_requests = sa.exists().where(requested.c.series_id == series.c.series_id)
-    victims = (
-        sa.select(series.c.series_id)
-        .where(series.c.ended_at.is_not(None), series.c.ended_at < before, ~has_requests)
-        .limit(batch)
-    )
-    return await _delete_in_batches(db, sa.delete(series).where(series.c.series_id.in_(victims)), batch)
-
-
-async def _delete_in_batches(db: Database, statement: sa.Delete, batch: int) -> int:
-    total = 0
-    while True:
-        async with db.transaction() as conn:
-            deleted = (await conn.execute(statement)).rowcount
-        total += deleted
-        if deleted < batch:
-            return total
+    old = sa.and_(series.c.ended_at.is_not(None), series.c.ended_at < before, ~has_requests)
+    return await delete_in_batches(db, series, [series.c.series_id], old, batch=batch)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reminder_svc.domain import COMPLETED, DELETED, TaskPlan
 from todo_contracts.reminder.v1 import reminder_pb2
 from todo_kit import zoned
-from todo_kit.db import Database
+from todo_kit.db import Database, delete_in_batches
 
 metadata = sa.MetaData()
 task_plans = sa.Table(
@@ -242,19 +242,14 @@ async def prune_reminders(db: Database, before: datetime, *, batch: int = PRUNE_
     # snoozes (which change state after it), so a snooze number (their count + 1)
     # is never handed out twice.
     for state in (FIRED, CANCELLED):
-        while True:
-            doomed = (
-                sa.select(reminders.c.reminder_id)
-                .where(reminders.c.state == state, reminders.c.update_time < before)
-                .order_by(reminders.c.update_time)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-            async with db.transaction() as conn:
-                result = await conn.execute(sa.delete(reminders).where(reminders.c.reminder_id.in_(doomed)))
-            deleted += result.rowcount
-            if result.rowcount < batch:
-                break
+        deleted += await delete_in_batches(
+            db,
+            reminders,
+            [reminders.c.reminder_id],
+            sa.and_(reminders.c.state == state, reminders.c.update_time < before),
+            batch=batch,
+            order_by=[reminders.c.update_time],
+        )
     return deleted
 
 
@@ -266,20 +261,15 @@ async def prune_task_plans(db: Database, before: datetime, *, batch: int = PRUNE
     """
     deleted = 0
     for status in (COMPLETED, DELETED):
-        while True:
-            doomed = (
-                sa.select(task_plans.c.task_id)
-                .where(
-                    task_plans.c.status == status,
-                    task_plans.c.update_time < before,
-                    ~sa.exists().where(reminders.c.task_id == task_plans.c.task_id),
-                )
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-            async with db.transaction() as conn:
-                result = await conn.execute(sa.delete(task_plans).where(task_plans.c.task_id.in_(doomed)))
-            deleted += result.rowcount
-            if result.rowcount < batch:
-                break
+        deleted += await delete_in_batches(
+            db,
+            task_plans,
+            [task_plans.c.task_id],
+            sa.and_(
+                task_plans.c.status == status,
+                task_plans.c.update_time < before,
+                ~sa.exists().where(reminders.c.task_id == task_plans.c.task_id),
+            ),
+            batch=batch,
+        )
     return deleted

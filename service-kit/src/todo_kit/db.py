@@ -53,11 +53,17 @@ class Database:
 
 
 async def delete_in_batches(
-    db: Database, table: sa.Table, key: Sequence[Any], condition: Any, *, batch: int = 1000
+    db: Database,
+    table: sa.Table,
+    key: Sequence[Any],
+    condition: Any,
+    *,
+    batch: int = 1000,
+    order_by: Sequence[Any] = (),
 ) -> int:
     """Deletes the rows of table matching condition, at most batch rows per transaction; returns how many.
 
-    key: the columns of the table's primary key.
+    key: the columns of the table's primary key. order_by: which rows go first.
 
     Pruning a large backlog in one statement would hold locks on every row
     until it ends; small transactions let the service work meanwhile. Rows
@@ -65,7 +71,7 @@ async def delete_in_batches(
     """
     deleted = 0
     while True:
-        chosen = sa.select(*key).where(condition).limit(batch).with_for_update(skip_locked=True)
+        chosen = sa.select(*key).where(condition).order_by(*order_by).limit(batch).with_for_update(skip_locked=True)
         async with db.transaction() as conn:
             result = await conn.execute(sa.delete(table).where(sa.tuple_(*key).in_(chosen)))
         deleted += result.rowcount
