@@ -130,31 +130,25 @@ async def test_dead_letters_can_be_replayed_and_dropped(kit_settings: Settings) 
         runtime, db = host.runtime, host.databases["todo_runtime"]
         assert isinstance(runtime, EmbeddedRuntime)
         await runtime.publish([task_event("first"), task_event("second")])
-        found = await eventually(lambda: _two(deadletters.list_dead_letters(db)))
-        first, second = found
+
+        async def both_dead() -> list[dict[str, object]]:
+            found = await deadletters.list_dead_letters(db)
+            return found if len(found) == 2 else []
+
+        first, second = await eventually(both_dead)
         drop_titles.discard("first")  # the bug is fixed: "first" can be handled now
         assert await deadletters.request_replay(db, [first["id"]]) == 1
         # The dispatcher looks for replays every few seconds.
         await eventually(lambda: handled == ["first"], timeout=30)
 
-        async def remaining() -> list[object]:
-            return [d["id"] for d in await deadletters.list_dead_letters(db)]
+        async def only_second_left() -> bool:
+            return [d["id"] for d in await deadletters.list_dead_letters(db)] == [second["id"]]
 
         # Delivered, then removed from the dead letters in a transaction of its own.
-        assert await eventually(lambda: _only(remaining(), second["id"])) == [second["id"]]
+        await eventually(only_second_left)
         assert handled == ["first"]
         assert await deadletters.drop(db, [], every=True) == 1
         assert await deadletters.list_dead_letters(db) == []
-
-
-async def _only(found: object, wanted: object) -> list[object]:
-    items = await found  # type: ignore[misc]
-    return items if items == [wanted] else []
-
-
-async def _two(found: object) -> list[dict[str, object]]:
-    items = await found  # type: ignore[misc]
-    return items if len(items) == 2 else []
 
 
 def test_a_start_on_a_busy_port_fails_before_postgres_and_leaves_no_child(tmp_path: Path) -> None:
@@ -220,7 +214,7 @@ async def test_the_dead_letter_command_lists_replays_and_drops(kit_settings: Set
         assert isinstance(host.runtime, EmbeddedRuntime)
         poison = task_event("poison")
         await host.runtime.publish([poison])
-        await eventually(lambda: _two_or_one(deadletters.list_dead_letters(host.databases["todo_runtime"])))
+        await eventually(lambda: deadletters.list_dead_letters(host.databases["todo_runtime"]))
         listed = await asyncio.to_thread(command, "list", "--json")
         assert listed.returncode == 0, listed.stderr
         [entry] = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -233,7 +227,3 @@ async def test_the_dead_letter_command_lists_replays_and_drops(kit_settings: Set
         dropped = await asyncio.to_thread(command, "drop", "--all", "--consumer", "probe_svc")
         assert dropped.returncode == 0
         assert await deadletters.list_dead_letters(host.databases["todo_runtime"]) == []
-
-
-async def _two_or_one(found: object) -> bool:
-    return bool(await found)  # type: ignore[misc]
