@@ -196,6 +196,7 @@ class VerifyLogResponse(_message.Message):
     FIRST_BROKEN_SEQUENCE_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     HEAD_HASH_FIELD_NUMBER: _builtins.int
+    PRUNED_THROUGH_SEQUENCE_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
     """True when every entry's hash matches its content and predecessor."""
     entries_checked: _builtins.int
@@ -206,6 +207,11 @@ class VerifyLogResponse(_message.Message):
     """What does not match, in plain English; empty when intact."""
     head_hash: _builtins.bytes
     """The hash of the newest entry, to compare with a copy kept elsewhere."""
+    pruned_through_sequence: _builtins.int
+    """Entries up to this sequence were removed by retention; checking starts
+    from the hash of that last removed entry, kept as the chain's anchor.
+    0 when nothing was removed.
+    """
     def __init__(
         self,
         *,
@@ -214,10 +220,11 @@ class VerifyLogResponse(_message.Message):
         first_broken_sequence: _builtins.int = ...,
         problem: _builtins.str = ...,
         head_hash: _builtins.bytes = ...,
+        pruned_through_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_broken_sequence", b"first_broken_sequence", "head_hash", b"head_hash", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_broken_sequence", b"first_broken_sequence", "head_hash", b"head_hash", "intact", b"intact", "problem", b"problem", "pruned_through_sequence", b"pruned_through_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -154,6 +154,8 @@ class Delivery(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    RECENT_ATTEMPTS_FIELD_NUMBER: _builtins.int
     channel: Global___Channel.ValueType
     """The channel."""
     state: Global___DeliveryState.ValueType
@@ -166,6 +168,16 @@ class Delivery(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the state last changed."""
 
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is planned, while PENDING (for example after a
+        failed attempt, or at the end of the user's quiet hours).
+        """
+
+    @_builtins.property
+    def recent_attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]:
+        """The latest attempts, newest first (at most 20)."""
+
     def __init__(
         self,
         *,
@@ -174,14 +186,58 @@ class Delivery(_message.Message):
         attempts: _builtins.int = ...,
         last_error: _builtins.str = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        recent_attempts: _abc.Iterable[Global___DeliveryAttempt] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "last_error", b"last_error", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "last_error", b"last_error", "next_attempt_time", b"next_attempt_time", "recent_attempts", b"recent_attempts", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class DeliveryAttempt(_message.Message):
+    """One attempt to deliver a notification through one channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESPONSE_CODE_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """Which attempt it was (the first is 1)."""
+    succeeded: _builtins.bool
+    """True when the channel accepted the notification."""
+    error: _builtins.str
+    """What went wrong, when it failed."""
+    response_code: _builtins.int
+    """The receiver's answer: the HTTP status of a webhook, the SMTP reply code
+    of an e-mail; 0 when there was none (refused connection, timeout).
+    """
+    @_builtins.property
+    def attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was made."""
+
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        succeeded: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        response_code: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_time", b"attempt_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempt_time", b"attempt_time", "error", b"error", "response_code", b"response_code", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryAttempt: _TypeAlias = DeliveryAttempt  # noqa: Y015
 
 @_typing.final
 class ChannelSettings(_message.Message):
@@ -192,6 +248,7 @@ class ChannelSettings(_message.Message):
     IN_APP_ENABLED_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
     in_app_enabled: _builtins.bool
     """Whether in-app notifications are on (the default)."""
     @_builtins.property
@@ -202,20 +259,63 @@ class ChannelSettings(_message.Message):
     def email(self) -> Global___EmailSettings:
         """E-mail delivery."""
 
+    @_builtins.property
+    def quiet_hours(self) -> Global___QuietHours:
+        """Hours in which webhook and e-mail deliveries wait (they are sent when the
+        quiet hours end, never dropped). In-app notifications are not delayed.
+        """
+
     def __init__(
         self,
         *,
         in_app_enabled: _builtins.bool = ...,
         webhook: Global___WebhookSettings | None = ...,
         email: Global___EmailSettings | None = ...,
+        quiet_hours: Global___QuietHours | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "quiet_hours", b"quiet_hours", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "in_app_enabled", b"in_app_enabled", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "in_app_enabled", b"in_app_enabled", "quiet_hours", b"quiet_hours", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChannelSettings: _TypeAlias = ChannelSettings  # noqa: Y015
+
+@_typing.final
+class QuietHours(_message.Message):
+    """A daily period in the user's time zone in which nothing is pushed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Whether quiet hours are on."""
+    start: _builtins.str
+    """Local time they start, "HH:MM" (24-hour clock), for example "22:00"."""
+    end: _builtins.str
+    """Local time they end, "HH:MM"; earlier than start means the next day,
+    for example 22:00 to 07:00.
+    """
+    time_zone: _builtins.str
+    """The IANA time zone of start and end, for example "Europe/Paris"."""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "end", b"end", "start", b"start", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuietHours: _TypeAlias = QuietHours  # noqa: Y015
 
 @_typing.final
 class WebhookSettings(_message.Message):
@@ -230,10 +330,17 @@ class WebhookSettings(_message.Message):
     enabled: _builtins.bool
     """Whether webhook delivery is on."""
     url: _builtins.str
-    """The https (or loopback http) URL to POST to."""
+    """The https URL to POST to (http to a loopback address only where the
+    service allows it). Private, link-local and metadata addresses are
+    refused unless the service allows them; redirects are not followed.
+    """
     signing_secret: _builtins.str
-    """The secret that signs each request (HMAC-SHA256 in the
-    X-Todo-Signature header). Write-only: never returned.
+    """The secret that signs each request, "whsec_" followed by the base64 of
+    24 to 64 random bytes (Standard Webhooks: HMAC-SHA256 over
+    "{webhook-id}.{webhook-timestamp}.{body}" in the webhook-signature
+    header as "v1,<base64>"). Write-only: never returned. When webhook
+    delivery is enabled without one, the service generates it and returns it
+    once in generated_signing_secret.
     """
     signing_secret_set: _builtins.bool
     """Whether a signing secret is set."""
@@ -400,7 +507,8 @@ class StreamNotificationsRequest(_message.Message):
     RESUME_AFTER_FIELD_NUMBER: _builtins.int
     resume_after: _builtins.str
     """Replay notifications created after this one before streaming live ones,
-    so a reconnecting page misses nothing; empty streams only new ones.
+    so a reconnecting page misses nothing; empty streams only new ones. An id
+    the user does not have is NOT_FOUND.
     """
     def __init__(
         self,
@@ -417,27 +525,68 @@ Global___StreamNotificationsRequest: _TypeAlias = StreamNotificationsRequest  # 
 
 @_typing.final
 class StreamNotificationsResponse(_message.Message):
-    """One message of the StreamNotifications stream."""
+    """One message of the StreamNotifications stream: a notification, or a
+    heartbeat.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NOTIFICATION_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def notification(self) -> Global___Notification:
-        """A new notification."""
+        """A new notification; unset in a heartbeat."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Set in a heartbeat: the first message of every stream, and one more
+        whenever the stream was quiet for a while, so proxies keep it open and
+        the client knows it is alive.
+        """
 
     def __init__(
         self,
         *,
         notification: Global___Notification | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "notification", b"notification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "notification", b"notification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamNotificationsResponse: _TypeAlias = StreamNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    """A sign of life on a quiet stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_TIME_FIELD_NUMBER: _builtins.int
+    LAST_NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    last_notification_id: _builtins.str
+    """Id of the newest notification the stream has sent (or the resume_after
+    it started from); what to pass as resume_after after a reconnect.
+    """
+    @_builtins.property
+    def server_time(self) -> _timestamp_pb2.Timestamp:
+        """The server's clock when it was sent."""
+
+    def __init__(
+        self,
+        *,
+        server_time: _timestamp_pb2.Timestamp | None = ...,
+        last_notification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_notification_id", b"last_notification_id", "server_time", b"server_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
 @_typing.final
 class GetChannelSettingsRequest(_message.Message):
@@ -517,6 +666,11 @@ class UpdateChannelSettingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTINGS_FIELD_NUMBER: _builtins.int
+    GENERATED_SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    generated_signing_secret: _builtins.str
+    """The webhook signing secret the service generated in this change (when
+    webhook delivery was enabled without a secret); shown only here, once.
+    """
     @_builtins.property
     def settings(self) -> Global___ChannelSettings:
         """The settings after the change."""
@@ -525,10 +679,11 @@ class UpdateChannelSettingsResponse(_message.Message):
         self,
         *,
         settings: Global___ChannelSettings | None = ...,
+        generated_signing_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_signing_secret", b"generated_signing_secret", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
