@@ -415,3 +415,52 @@ async def test_stopping_right_after_a_wake_up_never_hangs(runtime_db: Database) 
         await runtime.for_unit("svc").schedule_job(f"j{round_number}", datetime.now(UTC) + timedelta(hours=1), b"")
         await runtime.publish([task_event("alice", f"t{round_number}")])
         await asyncio.wait_for(runtime.stop(), timeout=5)
+
+
+async def test_a_lane_of_stuck_jobs_neither_delays_another_handler_nor_outlives_its_leases(
+    runtime_db: Database,
+) -> None:
+    """Jobs of a handler that hangs (a webhook that does not answer) fill only that handler's lane.
+
+    Another handler's job still fires at once, and the stuck lane claims no
+    more than it can run, so nothing claimed waits for a place while its
+    lease runs out (which would fire it twice).
+    """
+    from todo_kit.runtime.embedded import JOB_LANE_SIZE
+
+    runtime = await new_runtime(runtime_db)
+    release = asyncio.Event()
+    started: list[str] = []
+    reminded: list[datetime] = []
+
+    async def hangs(name: str, data: bytes) -> None:
+        started.append(name)
+        await release.wait()
+
+    async def reminds(name: str, data: bytes) -> None:
+        reminded.append(datetime.now(UTC))
+
+    runtime.add_job_handlers("notify", {"webhook/": hangs})
+    runtime.add_job_handlers("remind", {"reminder/": reminds})
+    await runtime.start()
+    try:
+        now = datetime.now(UTC)
+        for i in range(JOB_LANE_SIZE * 2):
+            await runtime.for_unit("notify").schedule_job(f"webhook/{i}", now, b"")
+        await eventually(lambda: len(started) == JOB_LANE_SIZE)
+        due = datetime.now(UTC) + timedelta(milliseconds=100)
+        await runtime.for_unit("remind").schedule_job("reminder/1", due, b"")
+        await eventually(lambda: reminded)
+        async with runtime_db.engine.connect() as conn:
+            leased = await conn.scalar(
+                sa.select(sa.func.count()).select_from(jobs).where(jobs.c.app_id == "notify", jobs.c.claim.is_not(None))
+            )
+        assert leased == JOB_LANE_SIZE  # the second half waits unclaimed
+        assert len(started) == JOB_LANE_SIZE
+        release.set()
+        await eventually(lambda: len(started) == JOB_LANE_SIZE * 2)
+    finally:
+        release.set()
+        await runtime.stop()
+    assert reminded[0] - due < timedelta(seconds=1)
+    assert sorted(started) == sorted(f"webhook/{i}" for i in range(JOB_LANE_SIZE * 2))

@@ -16,7 +16,8 @@ class ConfigError(SystemExit):
         super().__init__(f"configuration error: {message}")
 
 
-def _get(env: Mapping[str, str], name: str, default: str | None) -> str:
+def env_str(env: Mapping[str, str], name: str, default: str | None) -> str:
+    """The setting `name`, or default when unset or empty; ConfigError when required (default None) and missing."""
     value = env.get(name, default)
     if value is None or value == "":
         if default is not None:
@@ -25,8 +26,9 @@ def _get(env: Mapping[str, str], name: str, default: str | None) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = _get(env, name, str(default))
+def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """A whole-number setting within lo..hi; ConfigError naming it otherwise."""
+    raw = env_str(env, name, str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -36,11 +38,22 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _get(env, name, default)
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A setting that must be one of choices; ConfigError naming it otherwise."""
+    value = env_str(env, name, default)
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off or 1/0 (any case); ConfigError naming it otherwise."""
+    raw = env_str(env, name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -98,22 +111,22 @@ class Settings:
         """Reads the settings; raises ConfigError naming the first bad one."""
         env = os.environ if env is None else env
         settings = cls(
-            runtime=_choice(env, "TODO_RUNTIME", "embedded", ("embedded", "dapr")),
-            grpc_host=_get(env, "TODO_GRPC_HOST", "127.0.0.1"),
-            grpc_port=_int(env, "TODO_GRPC_PORT", 50051, 0, 65535),
-            data_dir=Path(_get(env, "TODO_DATA_DIR", ".data")).expanduser().resolve(),
+            runtime=env_choice(env, "TODO_RUNTIME", "embedded", ("embedded", "dapr")),
+            grpc_host=env_str(env, "TODO_GRPC_HOST", "127.0.0.1"),
+            grpc_port=env_int(env, "TODO_GRPC_PORT", 50051, 0, 65535),
+            data_dir=Path(env_str(env, "TODO_DATA_DIR", ".data")).expanduser().resolve(),
             database_url=env.get("TODO_DATABASE_URL", ""),
             database_prefix=env.get("TODO_DATABASE_PREFIX", ""),
             jwt_secret=env.get("TODO_JWT_SECRET", ""),
             jwt_secret_file=env.get("TODO_JWT_SECRET_FILE", ""),
-            log_level=_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_level=env_choice(env, "TODO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-            retention_days=_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
-            event_retry_seconds=_int(env, "TODO_EVENT_RETRY_SECONDS", 6 * 3600, 0, 30 * 24 * 3600),
-            event_retry_max_delay_seconds=_int(env, "TODO_EVENT_RETRY_MAX_DELAY_SECONDS", 30, 1, 3600),
-            max_concurrent_rpcs=_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 1000, 1, 100_000),
-            default_deadline_seconds=_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
-            token_max_lifetime_hours=_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
+            retention_days=env_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
+            event_retry_seconds=env_int(env, "TODO_EVENT_RETRY_SECONDS", 6 * 3600, 0, 30 * 24 * 3600),
+            event_retry_max_delay_seconds=env_int(env, "TODO_EVENT_RETRY_MAX_DELAY_SECONDS", 30, 1, 3600),
+            max_concurrent_rpcs=env_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 1000, 1, 100_000),
+            default_deadline_seconds=env_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
+            token_max_lifetime_hours=env_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")

@@ -18,7 +18,11 @@ earliest due time (woken early when a job is scheduled). Due jobs are claimed
 with a lease (FOR UPDATE SKIP LOCKED), so any number of hosts sharing the
 database fire each job once; a job is deleted only after its handler
 succeeded, so delivery is at least once, and a job that came due while the
-process was down fires as soon as it is back.
+process was down fires as soon as it is back. Each job handler is a lane with
+its own number of jobs in flight, and a lane claims only as many jobs as it
+has free places: slow handlers (a webhook that times out) never delay another
+handler's jobs (reminders), and a claimed job never waits for a place while
+its lease runs out.
 
 Commands: gRPC over loopback to the one server that hosts every unit.
 """
@@ -129,7 +133,8 @@ FIRST_RETRY_DELAY = 0.1
 """The first pause after a handler failed; it doubles up to the configured maximum."""
 JOB_LEASE = timedelta(seconds=15)
 """How long a claimed job is reserved for the host firing it; after a crash it fires again once this passed."""
-JOB_BATCH = 1000
+JOB_LANE_SIZE = 64
+"""How many jobs of one handler (job name prefix of a unit) run at once in one host."""
 TIMER_SAFETY_NET = timedelta(seconds=30)
 """The job timer looks at the table at least this often (jobs another host scheduled)."""
 _AWAKE = datetime.max.replace(tzinfo=UTC)
@@ -216,6 +221,7 @@ class EmbeddedRuntime:
         self._timer_wakes_at = _AWAKE
         self._channel: grpc.aio.Channel | None = None
         self._running_jobs: set[asyncio.Task[None]] = set()
+        self._lane_busy: dict[tuple[str, str], int] = defaultdict(int)
         self._own_supervisor: Supervisor | None = None
 
     async def create_schema(self) -> None:
@@ -573,21 +579,35 @@ class EmbeddedRuntime:
 
     # --- jobs -------------------------------------------------------------
 
-    async def _claim_due(self, now: datetime) -> list[Any]:
-        """Leases due jobs of the apps this host handles; another host skips what this one holds."""
-        apps = sorted(self._job_handlers)
-        if not apps:
-            return []
+    def _lanes(self) -> list[tuple[str, str]]:
+        """Every (app id, job name prefix) that has a handler."""
+        return [(app, prefix) for app, handlers in sorted(self._job_handlers.items()) for prefix in sorted(handlers)]
+
+    def _free_lanes(self) -> list[tuple[str, str]]:
+        return [lane for lane in self._lanes() if self._lane_busy[lane] < JOB_LANE_SIZE]
+
+    def _lane_condition(self, lane: tuple[str, str]) -> Any:
+        """Jobs of the lane: its app, names starting with its prefix and with no longer prefix of that app."""
+        app, prefix = lane
+        longer = [p for p in self._job_handlers[app] if p != prefix and p.startswith(prefix)]
+        return sa.and_(
+            jobs.c.app_id == app,
+            jobs.c.name.startswith(prefix, autoescape=True),
+            *(sa.not_(jobs.c.name.startswith(p, autoescape=True)) for p in longer),
+        )
+
+    @staticmethod
+    def _claimable(now: datetime) -> Any:
+        return sa.and_(jobs.c.due_time <= now, sa.or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now))
+
+    async def _claim_due(self, lane: tuple[str, str], now: datetime, places: int) -> list[Any]:
+        """Leases up to `places` due jobs of one lane; another host skips what this one holds."""
         claim = uuid.uuid4().hex
         due = (
             sa.select(jobs.c.app_id, jobs.c.name)
-            .where(
-                jobs.c.app_id.in_(apps),
-                jobs.c.due_time <= now,
-                sa.or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now),
-            )
+            .where(self._lane_condition(lane), self._claimable(now))
             .order_by(jobs.c.due_time)
-            .limit(JOB_BATCH)
+            .limit(places)
             .with_for_update(skip_locked=True)
             .cte("due")
         )
@@ -603,39 +623,43 @@ class EmbeddedRuntime:
         async with self.db.transaction() as conn:
             return list((await conn.execute(stmt)).all())
 
-    async def _next_claimable(self) -> datetime | None:
-        """When the earliest job becomes claimable (its due time, or the end of its lease)."""
-        apps = sorted(self._job_handlers)
-        if not apps:
+    async def _next_claimable(self, lanes: list[tuple[str, str]]) -> datetime | None:
+        """When the earliest job of these lanes becomes claimable (its due time, or the end of its lease)."""
+        if not lanes:
             return None
         async with self.db.engine.connect() as conn:
             return await conn.scalar(  # type: ignore[no-any-return]
                 sa.select(sa.func.min(sa.func.greatest(jobs.c.due_time, sa.func.coalesce(jobs.c.lease_until,
                                                                                            jobs.c.due_time))))
-                .where(jobs.c.app_id.in_(apps))
+                .where(sa.or_(*(self._lane_condition(lane) for lane in lanes)))
             )  # fmt: skip
 
     async def _run_jobs(self) -> None:
         """Fires due jobs. Database errors end it; the host's supervisor restarts it.
 
         It looks at the table only when something may have become claimable:
-        at the earliest due time (or lease end) it knows of, or when a job is
-        scheduled earlier than that (schedule_job wakes it only then), so a
-        burst of jobs planned for later costs no look at all.
+        at the earliest due time (or lease end) it knows of in a lane with a
+        free place, when a job is scheduled earlier than that (schedule_job
+        wakes it only then), or when a full lane gets a place back; so a burst
+        of jobs planned for later costs no look at all.
         """
-        limit = asyncio.Semaphore(64)
         while True:
             self._timer_wakes_at = _AWAKE
             self._jobs_wake.clear()
             now = datetime.now(UTC)
-            next_time = await self._next_claimable()
+            lanes = self._free_lanes()
+            next_time = await self._next_claimable(lanes)
             if next_time is not None and next_time <= now:
-                claimed = await self._claim_due(now)
-                for job in claimed:
-                    task = asyncio.create_task(self._fire(job, limit))
-                    self._running_jobs.add(task)
-                    task.add_done_callback(self._running_jobs.discard)
-                if claimed:
+                claimed_any = False
+                for lane in lanes:
+                    places = JOB_LANE_SIZE - self._lane_busy[lane]
+                    for job in await self._claim_due(lane, now, places):
+                        claimed_any = True
+                        self._lane_busy[lane] += 1
+                        task = asyncio.create_task(self._fire(lane, job))
+                        self._running_jobs.add(task)
+                        task.add_done_callback(self._running_jobs.discard)
+                if claimed_any:
                     await asyncio.sleep(0)  # more may be due: look again at once
                     continue
                 next_time = now + timedelta(milliseconds=10)  # taken by a concurrent claim: look again shortly
@@ -649,30 +673,33 @@ class EmbeddedRuntime:
         if due_time < self._timer_wakes_at:
             self._jobs_wake.set()
 
-    async def _fire(self, job: Any, limit: asyncio.Semaphore) -> None:
+    async def _fire(self, lane: tuple[str, str], job: Any) -> None:
         app_id, name, data, attempts, claim = job.app_id, job.name, bytes(job.data), job.attempts, job.claim
         mine = sa.and_(jobs.c.app_id == app_id, jobs.c.name == name, jobs.c.claim == claim)
         try:
-            async with limit:
-                handler = handler_for_job(self._job_handlers.get(app_id, {}), name)
-                try:
-                    if handler is None:
-                        raise LookupError(f"no handler for job {name!r} of {app_id}")
-                    await handler(name, data)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    await self._job_failed(job, mine, f"{type(exc).__name__}: {exc}")
-                    return
-                # Delete only the claim that fired: a job rescheduled meanwhile
-                # (a new claim, or none) stays.
-                async with self.db.transaction() as conn:
-                    await conn.execute(sa.delete(jobs).where(mine))
+            handler = handler_for_job(self._job_handlers.get(app_id, {}), name)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for job {name!r} of {app_id}")
+                await handler(name, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._job_failed(job, mine, f"{type(exc).__name__}: {exc}")
+                return
+            # Delete only the claim that fired: a job rescheduled meanwhile
+            # (a new claim, or none) stays.
+            async with self.db.transaction() as conn:
+                await conn.execute(sa.delete(jobs).where(mine))
         except asyncio.CancelledError:
             raise
         except Exception:
             # The job stays leased and fires again when the lease ends.
             log.exception("recording a fired job failed", extra={"app_id": app_id, "job": name, "attempts": attempts})
+        finally:
+            self._lane_busy[lane] -= 1
+            if self._lane_busy[lane] == JOB_LANE_SIZE - 1:
+                self._jobs_wake.set()  # the lane was full: its waiting jobs may be claimed now
 
     async def _job_failed(self, job: Any, mine: Any, error: str) -> None:
         policy = FailurePolicy(
