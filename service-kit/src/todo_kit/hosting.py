@@ -127,8 +127,8 @@ class HostBase:
         for unit in self.units:
             name = settings.database_prefix + unit.database
             await ensure_database(self.admin_url(), name)
-            await migrate(unit.migrations, self.database_url(name))
-            db = Database(self.database_url(name))
+            await migrate(unit.migrations, self.database_url(name), runtime_role=unit.runtime_role)
+            db = Database(self.database_url(name), role=unit.runtime_role)
             self.databases[unit.database] = db
             outbox = Outbox(source=f"/todo/{unit.app_id}")
             self.outboxes[unit.app_id] = outbox

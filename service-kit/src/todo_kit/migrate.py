@@ -40,7 +40,7 @@ async def run(app_ids: list[str]) -> int:
         name = settings.database_prefix + unit.database
         url = settings.database_url.format(database=name) if settings.database_url else database_url(admin, name)
         await ensure_database(admin, name)
-        await migrate(unit.migrations, url)
+        await migrate(unit.migrations, url, runtime_role=unit.runtime_role)
         print(f"{unit.app_id}: database {name} is at the newest migration")
     if server is not None and not was_running:
         await asyncio.to_thread(server.stop)

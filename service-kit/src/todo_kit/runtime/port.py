@@ -155,6 +155,14 @@ class ServiceUnit:
     service_names: full names of the gRPC services it serves (for health and reflection).
     register: adds its servicers to the server, given its context.
     subscriptions / job_handlers: filled by register() from the context.
+    runtime_role: the PostgreSQL role the service acts as at run time, when it
+      must not act as the owner of its tables (an append-only log): every
+      connection of its Database runs as that role, while migrations keep
+      running as the URL's role, the owner. The unit's migrations create the
+      role and grant it what it needs (todo_kit.db.migration_runtime_role());
+      where the login role may not create roles, an administrator creates it
+      (NOLOGIN) beforehand and makes the service's login role a member of it.
+      None: the service runs as the URL's role.
     """
 
     app_id: str
@@ -162,6 +170,7 @@ class ServiceUnit:
     migrations: Path
     service_names: tuple[str, ...]
     register: Callable[[grpc.aio.Server, UnitContext], Awaitable[UnitWiring]]
+    runtime_role: str | None = None
 
 
 @dataclass
