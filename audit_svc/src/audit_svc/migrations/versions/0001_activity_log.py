@@ -191,7 +191,8 @@ def upgrade() -> None:
     op.execute(f"GRANT UPDATE (last_sequence, last_hash, update_time) ON {schema}.chain_heads TO {role}")
     op.execute(f"GRANT EXECUTE ON FUNCTION {schema}.prune_activity(text, bigint, timestamptz) TO {role}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.outbox TO {role}")
-    op.execute(f"GRANT SELECT, INSERT, DELETE ON {schema}.processed_events TO {role}")
+    # UPDATE too: pruning picks its rows FOR UPDATE.
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.processed_events TO {role}")
     op.execute(
         f"""
         DO $$ BEGIN
