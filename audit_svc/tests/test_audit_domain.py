@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -309,6 +310,17 @@ def test_the_payload_is_canonical_json_that_reads_back_as_the_event() -> None:
     assert list(parsed) == sorted(parsed)
     assert json_format.Parse(text, task_events.TaskUpdated()) == event
     assert domain.payload_json(task_events.TaskUpdated.FromString(event.SerializeToString())) == text
+
+
+def test_a_payload_too_large_for_a_response_is_recorded_by_its_size_and_hash() -> None:
+    tasks = [task_pb2.Task(title="Pay rent", description="d" * 10_000) for _ in range(120)]
+    huge = chat_events.ChatMessageHandled(user_id="alice", text="list", actions=[chat_pb2.ChatAction(tasks=tasks)])
+    full = domain.payload_json(huge).encode()
+    assert len(full) > domain.PAYLOAD_JSON_MAX
+    recorded = json.loads(domain.draft_of(decoded(huge)).payload_json)
+    assert recorded == {"payloadOmitted": {"bytes": len(full), "sha256": hashlib.sha256(full).hexdigest()}}
+    small = task_events.TaskCompleted(user_id="alice", task=rent())
+    assert domain.draft_of(decoded(small)).payload_json == domain.payload_json(small)
 
 
 # --- the chain -----------------------------------------------------------------------------

@@ -48,6 +48,9 @@ SUMMARY_MAX = 400
 ERROR_MAX = 120
 TEXT_ID_MAX = 128
 """Longer ids (event, task, source) than any publisher makes are refused or left out."""
+PAYLOAD_JSON_MAX = 1024 * 1024
+"""A payload longer than this in JSON (UTF-8 bytes) is recorded by its size and SHA-256 instead, so one entry always
+fits a ListActivity response."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -138,7 +141,7 @@ def draft_of(event: DecodedEvent) -> Draft:
         source=event.source,
         task_id=task_id_of(message),
         summary=summarize(message),
-        payload_json=payload_json(message),
+        payload_json=bounded_payload_json(message),
         occur_time=in_utc(event.time) if event.time is not None else None,
     )
 
@@ -314,6 +317,16 @@ def prunable_through(head: ChainHead, oldest: Sequence[Entry], cutoff: datetime)
 def payload_json(message: Message) -> str:
     """The event as canonical protobuf JSON: sorted keys, no spaces, characters as they are."""
     return json.dumps(json_format.MessageToDict(message), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def bounded_payload_json(message: Message) -> str:
+    """payload_json(message), or for one over PAYLOAD_JSON_MAX bytes a stand-in naming its size and SHA-256."""
+    text = payload_json(message)
+    encoded = text.encode()
+    if len(encoded) <= PAYLOAD_JSON_MAX:
+        return text
+    omitted = {"bytes": len(encoded), "sha256": hashlib.sha256(encoded).hexdigest()}
+    return json.dumps({"payloadOmitted": omitted}, sort_keys=True, separators=(",", ":"))
 
 
 def task_id_of(message: Message) -> str:
