@@ -7,6 +7,7 @@ try again is the caller's decision (permanent and retry_after inform it).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -23,3 +24,14 @@ class DeliveryResult:
     """Retrying cannot help: 410 Gone, a refused recipient, an address the service does not call."""
     retry_after: float | None = None
     """Seconds the receiver asked to wait before the next attempt (Retry-After), when it asked."""
+
+
+def network_error_reason(error: BaseException | None) -> str:
+    """A plain reason for a failed connection ("connection refused"), from the system's error number only.
+
+    The exception's own text is not used: it may carry addresses and library details.
+    """
+    number = error.errno if isinstance(error, OSError) else None
+    if isinstance(number, int) and number > 0:
+        return os.strerror(number).lower()
+    return "network error"

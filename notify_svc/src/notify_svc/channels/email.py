@@ -21,7 +21,7 @@ from email.utils import format_datetime
 
 import aiosmtplib
 
-from notify_svc.channels import DeliveryResult
+from notify_svc.channels import DeliveryResult, network_error_reason
 
 ADDRESS_LENGTH_MAX = 254
 LOCAL_PART_LENGTH_MAX = 64
@@ -217,6 +217,4 @@ class EmailSender:
         except aiosmtplib.SMTPConnectError as error:
             if isinstance(error.__cause__, ssl.SSLError):
                 raise _failed("the TLS connection to the mail server failed") from None
-            reason = error.__cause__.strerror if isinstance(error.__cause__, OSError) else None
-            detail = f" ({reason.lower()})" if reason else ""
-            raise _failed(f"could not connect to the mail server{detail}") from None
+            raise _failed(f"could not connect to the mail server ({network_error_reason(error.__cause__)})") from None

@@ -35,7 +35,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from notify_svc.channels import DeliveryResult
+from notify_svc.channels import DeliveryResult, network_error_reason
 from notify_svc.channels.addresses import address_problem, is_loopback_name
 
 SECRET_PREFIX = "whsec_"
@@ -393,8 +393,8 @@ class WebhookSender:
         except aiohttp.ClientSSLError:
             return DeliveryResult(succeeded=False, error="the TLS connection to the receiver failed")
         except aiohttp.ClientConnectorError as failure:
-            reason = failure.os_error.strerror or "network error"
-            return DeliveryResult(succeeded=False, error=f"could not connect to the receiver ({reason.lower()})")
+            reason = network_error_reason(failure.os_error)
+            return DeliveryResult(succeeded=False, error=f"could not connect to the receiver ({reason})")
         except aiohttp.ServerDisconnectedError:
             return DeliveryResult(succeeded=False, error="the receiver closed the connection without answering")
         except aiohttp.ClientResponseError:
