@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import socket
 import time
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from ipaddress import ip_address
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from notify_svc.channels.webhook import WebhookPolicy, WebhookSender, new_signing_secret
+from notify_svc.channels.webhook import Resolve, WebhookPolicy, WebhookSender, new_signing_secret
 from todo_kit.testing import eventually
 
 SECRET = new_signing_secret()
@@ -168,7 +171,7 @@ async def listener() -> AsyncIterator[Listener]:
     await started.stop()
 
 
-def static_resolve(answers: dict[str, Sequence[str]], calls: list[str]) -> Callable[[str, int], object]:
+def static_resolve(answers: dict[str, Sequence[str]], calls: list[str]) -> Resolve:
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         if host not in answers:
@@ -277,7 +280,7 @@ async def test_a_compressed_answer_is_not_inflated_past_the_limit(receiver: Rece
 async def test_a_receiver_that_never_answers_times_out(receiver: Receiver) -> None:
     policy = WebhookPolicy(allow_http_loopback=True, allow_private_networks=True, timeout_seconds=0.5)
     started = time.monotonic()
-    async with _sender(policy) as s:
+    async with sender_for(policy) as s:
         result = await s.send(receiver.url("/hang"), SECRET, "ntf-1", BODY)
 
     assert not result.succeeded
@@ -308,13 +311,13 @@ async def test_the_default_policy_refuses_the_receiver_the_local_policy_reaches(
         WebhookPolicy(allow_http_loopback=True),
         WebhookPolicy(allow_private_networks=True),
     ):
-        async with _sender(policy) as s:
+        async with sender_for(policy) as s:
             refused = await s.send(receiver.url("/ok"), SECRET, "ntf-1", BODY)
         assert not refused.succeeded
         assert refused.permanent
     assert receiver.requests == []
 
-    async with _sender(LOCAL) as s:
+    async with sender_for(LOCAL) as s:
         assert (await s.send(receiver.url("/ok"), SECRET, "ntf-1", BODY)).succeeded
     assert len(receiver.requests) == 1
 
@@ -338,7 +341,7 @@ async def test_ssrf_targets_are_refused_by_default_before_any_connection(listene
     resolve = static_resolve(
         {"hooks.example.test": ["127.0.0.1"], "mixed.example.test": ["93.184.215.14", "127.0.0.1"]}, calls
     )
-    async with _sender(WebhookPolicy(timeout_seconds=2), resolve=resolve) as s:
+    async with sender_for(WebhookPolicy(timeout_seconds=2), resolve=resolve) as s:
         result = await s.send(url.format(port=listener.port), SECRET, "ntf-1", BODY)
 
     assert not result.succeeded
@@ -354,9 +357,9 @@ async def test_a_host_name_resolving_to_loopback_is_reached_only_when_private_ne
     resolve = static_resolve({"hooks.example.test": ["127.0.0.1"]}, calls)
     url = f"https://hooks.example.test:{listener.port}/ok"
 
-    async with _sender(WebhookPolicy(timeout_seconds=2), resolve=resolve) as s:
+    async with sender_for(WebhookPolicy(timeout_seconds=2), resolve=resolve) as s:
         refused = await s.send(url, SECRET, "ntf-1", BODY)
-    async with _sender(WebhookPolicy(allow_private_networks=True, timeout_seconds=2), resolve=resolve) as s:
+    async with sender_for(WebhookPolicy(allow_private_networks=True, timeout_seconds=2), resolve=resolve) as s:
         attempted = await s.send(url, SECRET, "ntf-1", BODY)
 
     assert refused.permanent
@@ -392,7 +395,7 @@ async def test_the_connection_goes_to_the_checked_address_not_a_later_dns_answer
         return answers[min(len(calls) - 1, 2)]
 
     try:
-        async with _sender(LOCAL, resolve=resolve) as s:
+        async with sender_for(LOCAL, resolve=resolve) as s:
             result = await s.send(f"http://localhost:{checked.port}/ok", SECRET, "ntf-1", BODY)
     finally:
         await checked.stop()
@@ -405,9 +408,38 @@ async def test_the_connection_goes_to_the_checked_address_not_a_later_dns_answer
     assert calls == ["localhost"]
 
 
+async def test_a_global_answer_at_check_time_then_loopback_never_reaches_loopback(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection attempts are watched at the event loop; the one to the public address is refused
+    # right there, so that no packet leaves the machine.
+    loop = asyncio.get_running_loop()
+    connect = loop.sock_connect
+    attempts: list[tuple[str, int]] = []
+
+    async def sock_connect(sock: socket.socket, address: tuple[str, int]) -> None:
+        attempts.append((address[0], address[1]))
+        if not ip_address(address[0]).is_loopback:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused by the test")
+        await connect(sock, address)
+
+    monkeypatch.setattr(loop, "sock_connect", sock_connect)
+    answers = iter([["93.184.215.14"], ["127.0.0.1"], ["127.0.0.1"]])
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        return next(answers)
+
+    async with sender_for(WebhookPolicy(timeout_seconds=2), resolve=resolve) as s:
+        result = await s.send(f"https://hooks.example.test:{receiver.port}/ok", SECRET, "ntf-1", BODY)
+
+    assert attempts == [("93.184.215.14", receiver.port)]
+    assert not result.succeeded
+    assert receiver.requests == []
+
+
 async def test_a_name_that_does_not_resolve_is_a_failure_worth_retrying(listener: Listener) -> None:
     calls: list[str] = []
-    async with _sender(LOCAL, resolve=static_resolve({}, calls)) as s:
+    async with sender_for(LOCAL, resolve=static_resolve({}, calls)) as s:
         result = await s.send(f"https://nowhere.example.test:{listener.port}/ok", SECRET, "ntf-1", BODY)
 
     assert not result.succeeded
@@ -441,17 +473,14 @@ async def test_a_closed_sender_opens_a_new_session_when_used_again(receiver: Rec
     assert [r.headers["webhook-id"] for r in receiver.requests] == ["ntf-1", "ntf-2"]
 
 
-class _sender:
-    """A sender for one test's policy, closed at the end of the block."""
-
-    def __init__(self, policy: WebhookPolicy, resolve: Callable[[str, int], object] | None = None) -> None:
-        self.sender = WebhookSender(policy, resolve=resolve)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> WebhookSender:
-        return self.sender
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.sender.close()
+@asynccontextmanager
+async def sender_for(policy: WebhookPolicy, resolve: Resolve | None = None) -> AsyncIterator[WebhookSender]:
+    """A sender for one test's own policy, closed at the end of the block."""
+    sender = WebhookSender(policy, resolve=resolve)
+    try:
+        yield sender
+    finally:
+        await sender.close()
 
 
 async def _receivers_on_one_port(first_host: str, second_host: str) -> tuple[Receiver, Receiver]:

@@ -150,7 +150,8 @@ class EmailSender:
         message["Message-ID"] = message_id_header(message_id)
         # One kind of line ending, and no NUL: bare CRs are how SMTP smuggling starts.
         body = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-        message.set_content(body, subtype="plain", charset="utf-8")
+        # Quoted-printable: 7-bit safe on any server (8BITMIME or not), and readable where the text is ASCII.
+        message.set_content(body, subtype="plain", charset="utf-8", cte="quoted-printable")
         return message
 
     async def _deliver(self, message: EmailMessage, to: str) -> None:

@@ -36,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from notify_svc.channels import DeliveryResult, network_error_reason
-from notify_svc.channels.addresses import address_problem, is_loopback_name
+from notify_svc.channels.addresses import address_problem, is_loopback_name, unwrapped
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES_MIN = 24
@@ -143,7 +143,7 @@ def webhook_url_problem(url: str, policy: WebhookPolicy) -> str | None:
         if problem is not None:
             return problem
     if parsed.scheme == "http":
-        loopback = is_loopback_name(host) if literal is None else literal.is_loopback or _mapped_loopback(literal)
+        loopback = is_loopback_name(host) if literal is None else unwrapped(literal).is_loopback
         if not (policy.allow_http_loopback and loopback):
             return "the URL must start with https://"
     if literal is not None:
@@ -153,10 +153,6 @@ def webhook_url_problem(url: str, policy: WebhookPolicy) -> str | None:
     elif is_loopback_name(host) and not policy.allow_private_networks:
         return "the URL's host is the service's own host, which webhooks are not sent to"
     return None
-
-
-def _mapped_loopback(address: IPv4Address | IPv6Address) -> bool:
-    return isinstance(address, IPv6Address) and address.ipv4_mapped is not None and address.ipv4_mapped.is_loopback
 
 
 def new_signing_secret() -> str:
@@ -367,7 +363,7 @@ class WebhookSender:
             if address is None:
                 raise _refused("the webhook's host name resolved to something that is not an address", permanent=False)
             refused = address_problem(address, allow_private_networks=self.policy.allow_private_networks)
-            if refused is None and is_loopback_name(host) and not (address.is_loopback or _mapped_loopback(address)):
+            if refused is None and is_loopback_name(host) and not unwrapped(address).is_loopback:
                 refused = "not a loopback address"
             if refused is not None:
                 # Which address, and of what kind, is not said: it would map the service's network for the user.
