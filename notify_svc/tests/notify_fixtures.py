@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
+from google.protobuf import field_mask_pb2
 
 from notify_svc.senders import Channels
 from notify_svc.settings import NotifySettings
@@ -141,7 +142,10 @@ class Notify:
 
     async def listed(self, user: str = "alice", **fields: object) -> notify_pb2.ListNotificationsResponse:
         request = notify_pb2.ListNotificationsRequest(**fields)  # type: ignore[arg-type]
-        return await self.stub.ListNotifications(request, metadata=self.token(user))
+        response: notify_pb2.ListNotificationsResponse = await self.stub.ListNotifications(
+            request, metadata=self.token(user)
+        )
+        return response
 
     async def notifications(self, user: str = "alice", count: int = 1) -> list[notify_pb2.Notification]:
         """The user's notifications, newest first, once there are at least count."""
@@ -154,7 +158,9 @@ class Notify:
 
     async def set_channels(self, user: str, settings: notify_pb2.ChannelSettings, paths: Sequence[str]) -> str:
         response = await self.stub.UpdateChannelSettings(
-            notify_pb2.UpdateChannelSettingsRequest(settings=settings, update_mask={"paths": list(paths)}),
+            notify_pb2.UpdateChannelSettingsRequest(
+                settings=settings, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+            ),
             metadata=self.token(user),
         )
         return str(response.generated_signing_secret)

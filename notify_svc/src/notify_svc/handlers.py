@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-import grpc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notify_svc import domain
 from notify_svc.domain import EMAIL, FAILED, IN_APP, PENDING, PUSH_CHANNELS, SENT, WEBHOOK, Channel, Step
-from notify_svc.live import LiveFeed
+from notify_svc.live import LiveFeed, ServerStopping
 from notify_svc.senders import EMAIL_UNAVAILABLE, WEBHOOK_UNAVAILABLE, Channels, DeliveryOutcome
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import NotificationRepository
@@ -27,7 +26,7 @@ from todo_contracts.reminder.v1 import events_pb2 as reminder_events
 from todo_kit import paging
 from todo_kit.auth import USER_ID_PATTERN, current_user
 from todo_kit.db import Database
-from todo_kit.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, Violations, shown
+from todo_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations, shown
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import DropEvent, JobExists, JobOptions, Runtime
 from todo_kit.server import ServicerContext
@@ -43,12 +42,6 @@ SWEEP_GRACE = timedelta(seconds=30)
 SWEEP_INTERVAL_SECONDS = 30.0
 SWEEP_BATCH = 500
 Context = ServicerContext
-
-
-class ServerStopping(DomainError):
-    """The server is shutting down: the client reconnects (to another replica, or after the restart)."""
-
-    code = grpc.StatusCode.UNAVAILABLE
 
 
 def _core(notification: notify_pb2.Notification) -> notify_pb2.Notification:
@@ -506,7 +499,7 @@ class NotificationServicer(notify_pb2_grpc.NotificationServiceServicer):
                 if not subscriber.wake.is_set() and not self.feed.closed:
                     yield self._heartbeat(last_id)
                     quiet_since = loop.time()
-            raise ServerStopping("the server is shutting down; reconnect with resume_after set to the last id seen")
+            raise ServerStopping()
         finally:
             self.feed.unsubscribe(subscriber)
 

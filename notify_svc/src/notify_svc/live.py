@@ -19,15 +19,25 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg  # type: ignore[import-untyped]
+import grpc
 
 from notify_svc.storage import NEW_NOTIFICATION_CHANNEL
-from todo_kit.errors import LimitExceeded
+from todo_kit.errors import DomainError, LimitExceeded
 from todo_kit.supervision import wait_for_wake
 
 log = logging.getLogger(__name__)
 
 LISTENER_CHECK_SECONDS = 30.0
 """How often the listening connection is checked; a dead one is replaced and every stream re-reads."""
+
+
+class ServerStopping(DomainError):
+    """The server is shutting down: the client reconnects (to another replica, or after the restart)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; reconnect with resume_after set to the last id seen")
 
 
 @dataclass(eq=False, slots=True)
@@ -59,7 +69,7 @@ class LiveFeed:
     def subscribe(self, user_id: str) -> Subscriber:
         """Registers a new stream of the user; LimitExceeded when the user or the host has too many open."""
         if self.closed:
-            raise LimitExceeded("the server is shutting down; reconnect in a moment")
+            raise ServerStopping()
         mine = self._by_user.get(user_id)
         if mine is not None and len(mine) >= self.max_streams_per_user:
             raise LimitExceeded(
@@ -123,6 +133,6 @@ class LiveFeed:
             connection.terminate()
 
     async def close(self) -> None:
-        """Ends every stream (the server is stopping): each stream's handler returns at its next wake-up."""
+        """Ends every stream and refuses new ones (the server is stopping); each stream ends at once."""
         self.closed = True
         self.wake_all()

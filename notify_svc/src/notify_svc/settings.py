@@ -33,7 +33,8 @@ class NotifySettings:
       default) turns e-mail delivery off.
     TODO_NOTIFY_SMTP_PORT: its port (default 587).
     TODO_NOTIFY_SMTP_SENDER: the From address (required with a host).
-    TODO_NOTIFY_SMTP_STARTTLS: upgrade the connection with STARTTLS (default true).
+    TODO_NOTIFY_SMTP_STARTTLS: upgrade the connection with STARTTLS (default
+      true, unless TODO_NOTIFY_SMTP_TLS is on).
     TODO_NOTIFY_SMTP_TLS: connect with TLS from the start, e.g. port 465
       (default false; not together with STARTTLS).
     TODO_NOTIFY_SMTP_USERNAME / TODO_NOTIFY_SMTP_PASSWORD or
@@ -77,6 +78,7 @@ class NotifySettings:
         """Reads the settings; raises ConfigError naming the first bad one."""
         env = os.environ if env is None else env
         smtp_host = env_str(env, "TODO_NOTIFY_SMTP_HOST", "").strip()
+        smtp_tls = env_bool(env, "TODO_NOTIFY_SMTP_TLS", False)
         settings = cls(
             webhook_allow_http_loopback=env_bool(env, "TODO_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK", False),
             webhook_allow_private=env_bool(env, "TODO_NOTIFY_WEBHOOK_ALLOW_PRIVATE", False),
@@ -84,8 +86,8 @@ class NotifySettings:
             smtp_host=smtp_host,
             smtp_port=env_int(env, "TODO_NOTIFY_SMTP_PORT", 587, 1, 65535),
             smtp_sender=env_str(env, "TODO_NOTIFY_SMTP_SENDER", "").strip(),
-            smtp_starttls=env_bool(env, "TODO_NOTIFY_SMTP_STARTTLS", True),
-            smtp_tls=env_bool(env, "TODO_NOTIFY_SMTP_TLS", False),
+            smtp_starttls=env_bool(env, "TODO_NOTIFY_SMTP_STARTTLS", not smtp_tls),
+            smtp_tls=smtp_tls,
             smtp_username=env_str(env, "TODO_NOTIFY_SMTP_USERNAME", ""),
             smtp_password=_smtp_password(env),
             smtp_timeout_seconds=env_int(env, "TODO_NOTIFY_SMTP_TIMEOUT_SECONDS", 10, 1, 120),

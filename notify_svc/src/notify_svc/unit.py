@@ -70,13 +70,13 @@ def build_unit(*, settings: NotifySettings | None = None, channels: Channels | N
             return await storage.prune_endpoints(db, cutoff)
 
         async def stop() -> None:
-            await feed.close()
             await used.close()
 
         return UnitWiring(
             subscriptions=[subscription],
             job_handlers={"webhook/": jobs.webhook, "email/": jobs.email},
             background=[feed.run, jobs.sweep_periodically],
+            on_drain=[feed.close],
             on_stop=[stop],
             pruners={"notifications": prune_notifications, "endpoint_backoff": prune_endpoints},
         )
