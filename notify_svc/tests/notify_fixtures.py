@@ -52,9 +52,13 @@ class ScriptedSender:
 
     answers: list[Answer] = field(default_factory=lambda: [OK])
     calls: list[dict[str, object]] = field(default_factory=list)
+    by_target: dict[str, Answer] = field(default_factory=dict)  # a fixed answer for one URL or address
 
     def _answer(self, call: dict[str, object]) -> Answer:
         self.calls.append(call)
+        target = str(call.get("url", call.get("to")))
+        if target in self.by_target:
+            return self.by_target[target]
         return self.answers[min(len(self.calls), len(self.answers)) - 1]
 
     async def send(self, *args: object) -> Answer:
@@ -165,12 +169,31 @@ class Notify:
         )
         return str(response.generated_signing_secret)
 
-    async def enable_webhook(self, user: str = "alice") -> str:
+    async def enable_webhook(self, user: str = "alice", url: str = "https://hooks.test/in") -> str:
         return await self.set_channels(
             user,
-            notify_pb2.ChannelSettings(webhook=notify_pb2.WebhookSettings(enabled=True, url="https://hooks.test/in")),
+            notify_pb2.ChannelSettings(webhook=notify_pb2.WebhookSettings(enabled=True, url=url)),
             ["webhook.enabled", "webhook.url"],
         )
+
+    async def delivery(self, user: str, reminder_id: str, channel: int) -> notify_pb2.Delivery | None:
+        """The delivery of the user's notification of a reminder through a channel, if there is one yet."""
+        for notification in (await self.listed(user, page_size=1000)).notifications:
+            if notification.reminder_id == reminder_id:
+                for delivery in notification.deliveries:
+                    if delivery.channel == channel:
+                        return delivery
+        return None
+
+    async def delivery_in(self, user: str, reminder_id: str, channel: int, state: int) -> notify_pb2.Delivery:
+        """That delivery once it is in state."""
+
+        async def reached() -> notify_pb2.Delivery | None:
+            found = await self.delivery(user, reminder_id, channel)
+            return found if found is not None and found.state == state else None
+
+        delivery: notify_pb2.Delivery = await eventually(reached, timeout=30)
+        return delivery
 
 
 class Stream:
