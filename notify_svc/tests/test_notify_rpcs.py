@@ -128,6 +128,7 @@ async def test_marking_read_counts_only_what_changed_and_ignores_other_users_ids
     ("ids", "all", "fields"),
     [
         (["not-an-id"], False, ["notification_ids[0]"]),
+        ([""], False, ["notification_ids[0]"]),
         ([str(uuid.uuid4()), "{" + str(uuid.uuid4()) + "}"], False, ["notification_ids[1]"]),
         ([str(uuid.uuid4())] * 1001, False, ["notification_ids"]),
         ([str(uuid.uuid4())], True, ["all"]),

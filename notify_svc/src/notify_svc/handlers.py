@@ -59,7 +59,7 @@ def _notification_id(value: str, field: str) -> str:
     except ValueError:
         canonical = ""
     # Only the canonical form: uuid.UUID also takes "{...}" and "urn:uuid:...".
-    if canonical != value.lower():
+    if not canonical or canonical != value.lower():
         raise InvalidArgument([(field, f"{shown(value)} is not a notification id")])
     return canonical
 
