@@ -8,8 +8,10 @@ import uuid
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from notify_fixtures import Notify, Stream, eventually, notify_unit, open_stream, running_notify
 
+from notify_svc.live import LISTENER_NAME
 from notify_svc.settings import NotifySettings
 from todo_contracts import envelope
 from todo_contracts.notify.v1 import notify_pb2, notify_pb2_grpc
@@ -207,3 +209,28 @@ async def test_stopping_the_host_ends_open_streams(kit_settings: Settings) -> No
                     assert "resume_after" in (caught.value.details() or "")
     finally:
         await host.stop(grace=0)
+
+
+async def test_a_stream_misses_nothing_while_the_listening_connection_is_replaced(kit_settings: Settings) -> None:
+    # No heartbeat within the test: only the listener can wake the stream.
+    async with running_notify(kit_settings, notify_unit(NotifySettings(heartbeat_seconds=3600))) as notify:
+        stream = open_stream(notify)
+        await stream.next()
+        db = notify.host.databases["todo_notify"]
+        restarts = notify.host.supervisor.restarts
+        async with db.transaction() as conn:
+            # The listener's connection dies (a database restart, a network cut): NOTIFYs meanwhile are lost.
+            killed = await conn.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": LISTENER_NAME},
+            )
+        assert killed == 1
+        reminder = await notify.due(task_title="while nobody listened")
+        assert (await stream.next_notification(timeout=20)).reminder_id == reminder.reminder_id
+        await eventually(lambda: notify.host.supervisor.restarts > restarts)
+        after = await notify.due(task_title="after")
+        assert (await stream.next_notification(timeout=20)).reminder_id == after.reminder_id
+        stream.close()

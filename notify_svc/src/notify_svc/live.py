@@ -27,6 +27,8 @@ from todo_kit.supervision import wait_for_wake
 
 log = logging.getLogger(__name__)
 
+LISTENER_NAME = "notify_svc listener"
+"""The listening connection's application_name, as pg_stat_activity shows it."""
 LISTENER_CHECK_SECONDS = 30.0
 """How often the listening connection is checked; a dead one is replaced and every stream re-reads."""
 
@@ -115,7 +117,7 @@ class LiveFeed:
 
     async def run(self) -> None:
         """Listens until cancelled; ends with an error when the connection is lost (the host starts it again)."""
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(self._dsn, server_settings={"application_name": LISTENER_NAME})
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())
