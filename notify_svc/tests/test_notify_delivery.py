@@ -195,9 +195,17 @@ async def test_a_job_lost_between_commit_and_scheduling_is_scheduled_again(kit_s
         name = f"webhook/{notification.notification_id}"
         runtime = notify.host.runtime
         assert runtime is not None
+        db = notify.host.databases["todo_notify"]
+
+        async def scheduled() -> bool:
+            async with db.transaction() as conn:
+                waiting = await conn.scalar(sa.select(deliveries.c.needs_job).where(deliveries.c.channel == WEBHOOK))
+            return waiting is False and name in await runtime.pending_jobs("notify_svc")
+
+        await eventually(scheduled)  # the creator scheduled it after its commit
         # As after a crash right after the commit of a delivery due now: no job, and none recorded.
         await runtime.for_unit("notify_svc").delete_job(name)
-        async with notify.host.databases["todo_notify"].transaction() as conn:
+        async with db.transaction() as conn:
             await conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.notification_id == notification.notification_id)
