@@ -130,7 +130,7 @@ def test_issue_token_refuses_lifetimes_beyond_the_maximum(ttl: timedelta) -> Non
 
 def test_server_limits_and_token_lifetime_are_settings() -> None:
     settings = Settings.from_env({})
-    assert (settings.max_concurrent_rpcs, settings.default_deadline_seconds) == (1000, 30)
+    assert (settings.max_concurrent_rpcs, settings.default_deadline_seconds) == (25_000, 30)
     assert settings.token_max_lifetime == timedelta(days=30)
     changed = Settings.from_env(
         {

@@ -227,3 +227,31 @@ async def test_the_dead_letter_command_lists_replays_and_drops(kit_settings: Set
         dropped = await asyncio.to_thread(command, "drop", "--all", "--consumer", "probe_svc")
         assert dropped.returncode == 0
         assert await deadletters.list_dead_letters(host.databases["todo_runtime"]) == []
+
+
+async def test_drain_hooks_run_while_the_server_still_answers_and_stop_hooks_after_it_stopped(
+    kit_settings: Settings,
+) -> None:
+    order: list[str] = []
+    host = EmbeddedHost(kit_settings, [])
+
+    async def register(server: grpc.aio.Server, context: UnitContext) -> UnitWiring:
+        async def drain_failing() -> None:
+            order.append("drain that fails")
+            raise RuntimeError("a drain hook failed")
+
+        async def drain() -> None:
+            # The server still answers: long-lived calls end before it stops.
+            order.append(f"drain, health {await overall_health(host.address)}")
+
+        async def stop() -> None:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await overall_health(host.address)
+            order.append("stop, server gone")
+
+        return UnitWiring(on_drain=[drain_failing, drain], on_stop=[stop])
+
+    host.units = [ServiceUnit("drain_svc", "todo_drain", MIGRATIONS, ("todo.drain.v1.Drain",), register)]
+    await host.start()
+    await host.stop(grace=0.5)
+    assert order == ["drain that fails", f"drain, health {SERVING}", "stop, server gone"]

@@ -538,8 +538,10 @@ class StateReader:
             "SELECT seq, topic, payload FROM event_log WHERE seq > $1 ORDER BY seq", self._last_seq
         )
         for row in rows:
-            self.events[row["seq"]] = (row["topic"], _logged(envelope.decode(bytes(row["payload"]))))
             self._last_seq = row["seq"]
+            if row["topic"] not in ("task-events", "reminder-events"):
+                continue  # the rounds check tasks and reminders; other services' events are not theirs
+            self.events[row["seq"]] = (row["topic"], _logged(envelope.decode(bytes(row["payload"]))))
 
     async def quiet(self) -> str:
         """What is still moving ("" when nothing is): reminders past their time, events, outboxes.

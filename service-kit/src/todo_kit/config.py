@@ -77,7 +77,9 @@ class Settings:
     TODO_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty turns exporting off.
     TODO_GRPC_MAX_CONCURRENT_RPCS: calls served at once; more are refused with
-      RESOURCE_EXHAUSTED (1 to 100000, default 1000).
+      RESOURCE_EXHAUSTED (1 to 100000, default 25000). An open server stream
+      (a live notification feed) is a call in progress for as long as it is
+      open, so the default leaves room for 20,000 of them beside other calls.
     TODO_GRPC_DEFAULT_DEADLINE_SECONDS: how long a unary call may run when the
       client set no deadline; then DEADLINE_EXCEEDED (1 to 3600, default 30).
     TODO_TOKEN_MAX_LIFETIME_HOURS: the longest a bearer token may live, from
@@ -97,7 +99,7 @@ class Settings:
     retention_days: int
     event_retry_seconds: int = 6 * 3600
     event_retry_max_delay_seconds: int = 30
-    max_concurrent_rpcs: int = 1000
+    max_concurrent_rpcs: int = 25_000
     default_deadline_seconds: int = 30
     token_max_lifetime_hours: int = 720
 
@@ -124,7 +126,7 @@ class Settings:
             retention_days=env_int(env, "TODO_RETENTION_DAYS", 7, 1, 3650),
             event_retry_seconds=env_int(env, "TODO_EVENT_RETRY_SECONDS", 6 * 3600, 0, 30 * 24 * 3600),
             event_retry_max_delay_seconds=env_int(env, "TODO_EVENT_RETRY_MAX_DELAY_SECONDS", 30, 1, 3600),
-            max_concurrent_rpcs=env_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 1000, 1, 100_000),
+            max_concurrent_rpcs=env_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 25_000, 1, 100_000),
             default_deadline_seconds=env_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
             token_max_lifetime_hours=env_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
         )

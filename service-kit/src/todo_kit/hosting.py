@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -193,20 +193,26 @@ class HostBase:
             counts = await self.prune()
             log.info("pruned old rows", extra={"deleted": counts})
 
+    @staticmethod
+    async def _run_hooks(kind: str, hooks: list[Callable[[], Awaitable[None]]]) -> None:
+        """Runs a shutdown hook of every unit; one that fails is logged and the others still run."""
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception(f"a unit's {kind} hook failed")
+
     async def stop(self, grace: float = 3.0) -> None:
-        """Stops taking calls, then background work, then closes the databases and what open() acquired."""
+        """Ends open streams (the units' drain hooks), stops taking calls, then background work, then closes the
+        databases and what open() acquired."""
         self._serving = False
+        await self._run_hooks("drain", [hook for wiring in self.wirings.values() for hook in wiring.on_drain])
         if self.server is not None:
             await self.server.stop(grace)
         await self.supervisor.stop()
         if self.runtime is not None:
             await self.runtime.stop()
-        for wiring in self.wirings.values():
-            for hook in wiring.on_stop:
-                try:
-                    await hook()
-                except Exception:
-                    log.exception("a unit's stop hook failed")
+        await self._run_hooks("stop", [hook for wiring in self.wirings.values() for hook in wiring.on_stop])
         for db in self.databases.values():
             await db.close()
         self.databases.clear()

@@ -32,6 +32,19 @@ ServicerContext = Any
 # before any handler runs.
 MAX_REQUEST_BYTES = 1024 * 1024
 
+# Long-lived calls (server streams) to clients that vanished without closing
+# their connection are found by pings: one after a minute without traffic, the
+# connection closed if it is not answered within 20 s. Clients may ping too
+# (every 10 s at most, also between calls) without being sent away.
+KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
 # Methods anyone may call without a token: probes and service discovery.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -253,8 +266,10 @@ class KitServer:
     """A grpc.aio server with health (NOT_SERVING until ready) and reflection.
 
     At most settings.max_concurrent_rpcs calls run at once (more are refused
-    with RESOURCE_EXHAUSTED by grpc), and a unary call without a client
-    deadline gets settings.default_deadline_seconds.
+    with RESOURCE_EXHAUSTED by grpc; an open stream counts as one), a unary
+    call without a client deadline gets settings.default_deadline_seconds
+    (streams get none: they are meant to stay open), and keepalive pings find
+    connections whose client is gone (KEEPALIVE).
     """
 
     def __init__(self, settings: Settings, verifier: TokenVerifier, *, tracing: Iterable[Any] = ()) -> None:
@@ -263,7 +278,7 @@ class KitServer:
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
             interceptors=[*tracing, KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds)],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES), *KEEPALIVE],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self.health = health.aio.HealthServicer()

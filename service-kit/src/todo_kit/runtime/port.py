@@ -182,6 +182,9 @@ class UnitWiring:
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     # Background work the unit runs while it is up (started after the server, restarted if it fails).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Called when shutdown begins, before the server stops: ends calls that would otherwise run until the
+    # server's grace period is over (open streams), and refuses new ones.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Called on shutdown, after the server stopped taking calls.
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Table name (for logs) -> pruner; the host runs them periodically.
