@@ -41,6 +41,12 @@ bench: $(INSTALLED)
 bench-reminders: $(INSTALLED)
 	cd bench && ../$(PY) bench_reminders.py --record
 
+# Notifications reaching open streams, idle streams' memory, ListActivity at a million entries; figures appended to
+# docs/benchmarks.md.
+.PHONY: bench-notify
+bench-notify: $(INSTALLED)
+	cd bench && ../$(PY) bench_notify.py --record
+
 # Randomized fault rounds: mixed load, kill -9 at a random moment, restart, check nothing lost or doubled
 # (several minutes for 100 rounds; figures in docs/reliability.md). A 3-round version runs in `make test`.
 ROUNDS ?= 100

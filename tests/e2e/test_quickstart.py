@@ -6,15 +6,19 @@ still there after a restart. Needs grpcurl (`make grpcurl`; `make test` builds i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from host_process import HostProcess
+
+from todo_kit.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 GRPCURL = os.environ.get("GRPCURL") or shutil.which("grpcurl")
@@ -67,3 +71,53 @@ async def test_quickstart_with_grpcurl(host_process: HostProcess, tmp_path: Path
     await host_process.wait_serving()
     again = grpcurl(host_process.address, token, "todo.task.v1.TaskService/ListTasks", {})
     assert [t["task_id"] for t in again["tasks"]] == [task["task_id"]]  # type: ignore[union-attr, index]
+
+
+@pytest.mark.skipif(GRPCURL is None, reason="grpcurl is not built; run `make grpcurl`")
+async def test_quickstart_reminder_on_a_grpcurl_stream_and_the_tasks_history(host_process: HostProcess) -> None:
+    """The README's notification steps, shortened: the reminder arrives on a stream opened beforehand, on time."""
+    assert GRPCURL is not None
+    host_process.start()
+    await host_process.wait_serving()
+    token = host_process.bearer("alice")[0][1].removeprefix("Bearer ")
+    stream = await asyncio.create_subprocess_exec(
+        GRPCURL, "-plaintext", "-H", f"authorization: Bearer {token}", "-max-time", "60",
+        host_process.address, "todo.notify.v1.NotificationService/StreamNotifications",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert stream.stdout is not None
+    try:
+        first = await asyncio.wait_for(stream.stdout.readline(), 30)
+        assert first.strip() == b"{", "the stream answers at once (a heartbeat)"
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+        created = grpcurl(
+            host_process.address, token, "todo.task.v1.TaskService/CreateTask",
+            {"task": {"title": "Call the bank", "due": {"local_time": due.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                         "time_zone": "UTC"},
+                      "reminders": [{"before_due": "4s"}]}},
+        )  # fmt: skip
+        task_id = created["task"]["task_id"]  # type: ignore[index]
+        seen = b""
+        while b"Reminder: Call the bank" not in seen:
+            line = await asyncio.wait_for(stream.stdout.readline(), 30)
+            assert line, "the stream ended before the reminder came"
+            seen += line
+        arrived = datetime.now(UTC)
+        while not seen.endswith(b"\n}\n"):  # the rest of the notification's JSON
+            seen += await asyncio.wait_for(stream.stdout.readline(), 10)
+    finally:
+        if stream.returncode is None:
+            stream.kill()
+        await stream.wait()
+    fire_time = due - timedelta(seconds=4)
+    assert fire_time <= arrived < fire_time + timedelta(seconds=3), (fire_time, arrived)
+    assert task_id in seen.decode()
+
+    async def history() -> list[str]:
+        found = grpcurl(host_process.address, token, "todo.audit.v1.AuditService/ListActivity", {"task_id": task_id})
+        types = [e["event_type"] for e in found.get("entries", [])]  # type: ignore[attr-defined]
+        return types if "todo.notify.v1.NotificationSent" in types else []
+
+    types = await eventually(history, timeout=30)
+    assert "todo.task.v1.TaskCreated" in types and "todo.reminder.v1.ReminderDue" in types
+    host_process.kill(signal.SIGTERM)

@@ -7,14 +7,12 @@ unit's constructor instead of patching modules.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from notify_svc.channels import email, webhook
 from notify_svc.settings import NotifySettings
-
-log = logging.getLogger(__name__)
 
 WEBHOOK_UNAVAILABLE = "webhook delivery is not available on this server"
 EMAIL_UNAVAILABLE = "e-mail delivery is not available on this server (no SMTP server is configured)"
@@ -102,16 +100,7 @@ class Channels:
 
 
 def load_channels(settings: NotifySettings) -> Channels:
-    """The channels of notify_svc.channels configured by settings (e-mail only with an SMTP host).
-
-    Without the channel modules installed the service still serves in-app
-    notifications, and says so in the log.
-    """
-    try:
-        from notify_svc.channels import email, webhook  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        log.warning("webhook and e-mail channels are not installed; only in-app notifications are delivered")
-        return Channels.unavailable()
+    """The channels of notify_svc.channels configured by settings (e-mail only with an SMTP host)."""
     policy = settings.webhook_policy()
     return Channels(
         webhook=webhook.WebhookSender(policy),

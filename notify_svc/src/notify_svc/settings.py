@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from todo_kit.config import ConfigError, env_bool, env_int, env_str
 
 if TYPE_CHECKING:
-    from notify_svc.channels.email import SmtpSettings  # type: ignore[import-not-found, unused-ignore]
-    from notify_svc.channels.webhook import WebhookPolicy  # type: ignore[import-not-found, unused-ignore]
+    from notify_svc.channels.email import SmtpSettings
+    from notify_svc.channels.webhook import WebhookPolicy
 
 RETRY_MAX_DELAY_CAP = 3600
 
@@ -120,7 +120,7 @@ class NotifySettings:
 
     def webhook_policy(self) -> WebhookPolicy:
         """The webhook sender's policy of these settings."""
-        from notify_svc.channels.webhook import WebhookPolicy  # type: ignore[import-not-found, unused-ignore]
+        from notify_svc.channels.webhook import WebhookPolicy
 
         return WebhookPolicy(
             allow_http_loopback=self.webhook_allow_http_loopback,
@@ -130,7 +130,7 @@ class NotifySettings:
 
     def smtp_settings(self) -> SmtpSettings:
         """The e-mail sender's settings (host "" means e-mail is off)."""
-        from notify_svc.channels.email import SmtpSettings  # type: ignore[import-not-found, unused-ignore]
+        from notify_svc.channels.email import SmtpSettings
 
         return SmtpSettings(
             host=self.smtp_host,
