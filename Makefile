@@ -9,7 +9,7 @@ BUF := $(VENV)/bin/buf
 INSTALLED := $(VENV)/.installed
 PROTO_DEPS := build/proto-deps
 
-PACKAGES := contracts-py service-kit task_svc reminder_svc recurrence_svc notify_svc audit_svc
+PACKAGES := contracts-py service-kit task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc
 # Go tools are built once into the user's cache folder.
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/bin
 GRPCURL_VERSION := v1.9.4
@@ -85,7 +85,7 @@ check-contracts: $(INSTALLED)
 lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc)
+	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
 
 unit: $(INSTALLED) $(GRPCURL)
 	GRPCURL=$(GRPCURL) $(PY) -m pytest -q

@@ -25,10 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from todo_contracts.audit.v1 import audit_pb2 as todo_dot_audit_dot_v1_dot_audit__pb2
+from todo_contracts.notify.v1 import notify_pb2 as todo_dot_notify_dot_v1_dot_notify__pb2
+from todo_contracts.reminder.v1 import reminder_pb2 as todo_dot_reminder_dot_v1_dot_reminder__pb2
 from todo_contracts.task.v1 import task_pb2 as todo_dot_task_dot_v1_dot_task__pb2
+from todo_contracts.task.v1 import task_service_pb2 as todo_dot_task_dot_v1_dot_task__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17todo/chat/v1/chat.proto\x12\x0ctodo.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17todo/task/v1/task.proto\"\xae\x01\n\x0c\x43onversation\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x08messages\x18\x03 \x03(\x0b\x32\x19.todo.chat.v1.ChatMessageB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xb1\x01\n\x0b\x43hatMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.todo.chat.v1.ChatRole\x12\x0c\n\x04text\x18\x03 \x01(\t\x12)\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x18.todo.chat.v1.ChatAction\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xed\x01\n\x06Intent\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.todo.chat.v1.IntentKind\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.todo.task.v1.Task\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x14\n\x0ctarget_query\x18\x04 \x01(\t\x12\x16\n\x0etarget_task_id\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\x12\x1b\n\x13\x63larifying_question\x18\x07 \x01(\t\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x13\n\x0binterpreter\x18\t \x01(\t\"\x8a\x01\n\nChatAction\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.todo.chat.v1.IntentKind\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.todo.task.v1.Task\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.todo.task.v1.Task\x12\x0f\n\x07summary\x18\x04 \x01(\t\"u\n\x12SendMessageRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\ttime_zone\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x63lient_request_id\x18\x04 \x01(\t\"\xab\x01\n\x13SendMessageResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.todo.chat.v1.ChatAction\x12\x1b\n\x13needs_clarification\x18\x04 \x01(\x08\x12$\n\x06intent\x18\x05 \x01(\x0b\x32\x14.todo.chat.v1.Intent\"s\n\x10InterpretRequest\x12\x12\n\x04text\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\ttime_zone\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x0ereference_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x11InterpretResponse\x12$\n\x06intent\x18\x01 \x01(\x0b\x32\x14.todo.chat.v1.Intent\"7\n\x16GetConversationRequest\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x17GetConversationResponse\x12\x30\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1a.todo.chat.v1.Conversation*R\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x01\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x02*\xcf\x02\n\nIntentKind\x12\x1b\n\x17INTENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17INTENT_KIND_CREATE_TASK\x10\x01\x12\x1b\n\x17INTENT_KIND_UPDATE_TASK\x10\x02\x12\x1d\n\x19INTENT_KIND_COMPLETE_TASK\x10\x03\x12\x1b\n\x17INTENT_KIND_REOPEN_TASK\x10\x04\x12\x1b\n\x17INTENT_KIND_DELETE_TASK\x10\x05\x12\x1a\n\x16INTENT_KIND_LIST_TASKS\x10\x06\x12\x1f\n\x1bINTENT_KIND_SNOOZE_REMINDER\x10\x07\x12\x1f\n\x1bINTENT_KIND_UPDATE_CHANNELS\x10\x08\x12\x1d\n\x19INTENT_KIND_SHOW_ACTIVITY\x10\t\x12\x14\n\x10INTENT_KIND_HELP\x10\n2\xf6\x02\n\x0b\x43hatService\x12l\n\x0bSendMessage\x12 .todo.chat.v1.SendMessageRequest\x1a!.todo.chat.v1.SendMessageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/chat:send:\x01*\x12k\n\tInterpret\x12\x1e.todo.chat.v1.InterpretRequest\x1a\x1f.todo.chat.v1.InterpretResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/chat:interpret:\x01*\x12\x8b\x01\n\x0fGetConversation\x12$.todo.chat.v1.GetConversationRequest\x1a%.todo.chat.v1.GetConversationResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/conversations/{conversation_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17todo/chat/v1/chat.proto\x12\x0ctodo.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19todo/audit/v1/audit.proto\x1a\x1btodo/notify/v1/notify.proto\x1a\x1ftodo/reminder/v1/reminder.proto\x1a\x17todo/task/v1/task.proto\x1a\x1ftodo/task/v1/task_service.proto\"\xae\x01\n\x0c\x43onversation\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x08messages\x18\x03 \x03(\x0b\x32\x19.todo.chat.v1.ChatMessageB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xb1\x01\n\x0b\x43hatMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.todo.chat.v1.ChatRole\x12\x0c\n\x04text\x18\x03 \x01(\t\x12)\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x18.todo.chat.v1.ChatAction\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdb\x04\n\x06Intent\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.todo.chat.v1.IntentKind\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.todo.task.v1.Task\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x14\n\x0ctarget_query\x18\x04 \x01(\t\x12\x16\n\x0etarget_task_id\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\x12\x1b\n\x13\x63larifying_question\x18\x07 \x01(\t\x12\x12\n\nconfidence\x18\x08 \x01(\x02\x12\x13\n\x0binterpreter\x18\t \x01(\t\x12\x34\n\x0clist_request\x18\n \x01(\x0b\x32\x1e.todo.task.v1.ListTasksRequest\x12?\n\x0esnooze_request\x18\x0b \x01(\x0b\x32\'.todo.reminder.v1.SnoozeReminderRequest\x12\x46\n\x10\x63hannels_request\x18\x0c \x01(\x0b\x32,.todo.notify.v1.UpdateChannelSettingsRequest\x12<\n\x10\x61\x63tivity_request\x18\r \x01(\x0b\x32\".todo.audit.v1.ListActivityRequest\x12\x11\n\tall_tasks\x18\x0e \x01(\x08\x12\x1a\n\x12refers_to_previous\x18\x0f \x01(\x08\x12\x0e\n\x06\x63hoice\x18\x10 \x01(\x05\x12\x30\n\x0c\x63onfirmation\x18\x11 \x01(\x0e\x32\x1a.todo.chat.v1.Confirmation\"\x8a\x01\n\nChatAction\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.todo.chat.v1.IntentKind\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.todo.task.v1.Task\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.todo.task.v1.Task\x12\x0f\n\x07summary\x18\x04 \x01(\t\"u\n\x12SendMessageRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\ttime_zone\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x63lient_request_id\x18\x04 \x01(\t\"\xab\x01\n\x13SendMessageResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\r\n\x05reply\x18\x02 \x01(\t\x12)\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x18.todo.chat.v1.ChatAction\x12\x1b\n\x13needs_clarification\x18\x04 \x01(\x08\x12$\n\x06intent\x18\x05 \x01(\x0b\x32\x14.todo.chat.v1.Intent\"s\n\x10InterpretRequest\x12\x12\n\x04text\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\ttime_zone\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x0ereference_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x11InterpretResponse\x12$\n\x06intent\x18\x01 \x01(\x0b\x32\x14.todo.chat.v1.Intent\"7\n\x16GetConversationRequest\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x17GetConversationResponse\x12\x30\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1a.todo.chat.v1.Conversation*R\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x01\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x02*\xe7\x02\n\nIntentKind\x12\x1b\n\x17INTENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17INTENT_KIND_CREATE_TASK\x10\x01\x12\x1b\n\x17INTENT_KIND_UPDATE_TASK\x10\x02\x12\x1d\n\x19INTENT_KIND_COMPLETE_TASK\x10\x03\x12\x1b\n\x17INTENT_KIND_REOPEN_TASK\x10\x04\x12\x1b\n\x17INTENT_KIND_DELETE_TASK\x10\x05\x12\x1a\n\x16INTENT_KIND_LIST_TASKS\x10\x06\x12\x1f\n\x1bINTENT_KIND_SNOOZE_REMINDER\x10\x07\x12\x1f\n\x1bINTENT_KIND_UPDATE_CHANNELS\x10\x08\x12\x1d\n\x19INTENT_KIND_SHOW_ACTIVITY\x10\t\x12\x14\n\x10INTENT_KIND_HELP\x10\n\x12\x16\n\x12INTENT_KIND_ANSWER\x10\x0b*W\n\x0c\x43onfirmation\x12\x1c\n\x18\x43ONFIRMATION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43ONFIRMATION_YES\x10\x01\x12\x13\n\x0f\x43ONFIRMATION_NO\x10\x02\x32\xf6\x02\n\x0b\x43hatService\x12l\n\x0bSendMessage\x12 .todo.chat.v1.SendMessageRequest\x1a!.todo.chat.v1.SendMessageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/chat:send:\x01*\x12k\n\tInterpret\x12\x1e.todo.chat.v1.InterpretRequest\x1a\x1f.todo.chat.v1.InterpretResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/chat:interpret:\x01*\x12\x8b\x01\n\x0fGetConversation\x12$.todo.chat.v1.GetConversationRequest\x1a%.todo.chat.v1.GetConversationResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/conversations/{conversation_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,30 +63,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATSERVICE'].methods_by_name['Interpret']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/chat:interpret:\001*'
   _globals['_CHATSERVICE'].methods_by_name['GetConversation']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['GetConversation']._serialized_options = b'\202\323\344\223\002%\022#/v1/conversations/{conversation_id}'
-  _globals['_CHATROLE']._serialized_start=1503
-  _globals['_CHATROLE']._serialized_end=1585
-  _globals['_INTENTKIND']._serialized_start=1588
-  _globals['_INTENTKIND']._serialized_end=1923
-  _globals['_CONVERSATION']._serialized_start=163
-  _globals['_CONVERSATION']._serialized_end=337
-  _globals['_CHATMESSAGE']._serialized_start=340
-  _globals['_CHATMESSAGE']._serialized_end=517
-  _globals['_INTENT']._serialized_start=520
-  _globals['_INTENT']._serialized_end=757
-  _globals['_CHATACTION']._serialized_start=760
-  _globals['_CHATACTION']._serialized_end=898
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=900
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1017
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1020
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1191
-  _globals['_INTERPRETREQUEST']._serialized_start=1193
-  _globals['_INTERPRETREQUEST']._serialized_end=1308
-  _globals['_INTERPRETRESPONSE']._serialized_start=1310
-  _globals['_INTERPRETRESPONSE']._serialized_end=1367
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1369
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1424
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1426
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1501
-  _globals['_CHATSERVICE']._serialized_start=1926
-  _globals['_CHATSERVICE']._serialized_end=2300
+  _globals['_CHATROLE']._serialized_start=1991
+  _globals['_CHATROLE']._serialized_end=2073
+  _globals['_INTENTKIND']._serialized_start=2076
+  _globals['_INTENTKIND']._serialized_end=2435
+  _globals['_CONFIRMATION']._serialized_start=2437
+  _globals['_CONFIRMATION']._serialized_end=2524
+  _globals['_CONVERSATION']._serialized_start=285
+  _globals['_CONVERSATION']._serialized_end=459
+  _globals['_CHATMESSAGE']._serialized_start=462
+  _globals['_CHATMESSAGE']._serialized_end=639
+  _globals['_INTENT']._serialized_start=642
+  _globals['_INTENT']._serialized_end=1245
+  _globals['_CHATACTION']._serialized_start=1248
+  _globals['_CHATACTION']._serialized_end=1386
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1388
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1505
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1508
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1679
+  _globals['_INTERPRETREQUEST']._serialized_start=1681
+  _globals['_INTERPRETREQUEST']._serialized_end=1796
+  _globals['_INTERPRETRESPONSE']._serialized_start=1798
+  _globals['_INTERPRETRESPONSE']._serialized_end=1855
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1857
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1912
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1914
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1989
+  _globals['_CHATSERVICE']._serialized_start=2527
+  _globals['_CHATSERVICE']._serialized_end=2901
 # @@protoc_insertion_point(module_scope)

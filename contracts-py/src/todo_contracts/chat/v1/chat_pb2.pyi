@@ -11,7 +11,11 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from todo_contracts.audit.v1 import audit_pb2 as _audit_pb2
+from todo_contracts.notify.v1 import notify_pb2 as _notify_pb2
+from todo_contracts.reminder.v1 import reminder_pb2 as _reminder_pb2
 from todo_contracts.task.v1 import task_pb2 as _task_pb2
+from todo_contracts.task.v1 import task_service_pb2 as _task_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -75,6 +79,10 @@ class _IntentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntentKind
     """Show recent activity."""
     INTENT_KIND_HELP: _IntentKind.ValueType  # 10
     """Ask for help."""
+    INTENT_KIND_ANSWER: _IntentKind.ValueType  # 11
+    """An answer to the assistant's last question: a numbered choice ("the
+    second one") or a yes/no to a confirmation.
+    """
 
 class IntentKind(_IntentKind, metaclass=_IntentKindEnumTypeWrapper):
     """What a chat message asks for."""
@@ -101,7 +109,35 @@ INTENT_KIND_SHOW_ACTIVITY: IntentKind.ValueType  # 9
 """Show recent activity."""
 INTENT_KIND_HELP: IntentKind.ValueType  # 10
 """Ask for help."""
+INTENT_KIND_ANSWER: IntentKind.ValueType  # 11
+"""An answer to the assistant's last question: a numbered choice ("the
+second one") or a yes/no to a confirmation.
+"""
 Global___IntentKind: _TypeAlias = IntentKind  # noqa: Y015
+
+class _Confirmation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConfirmationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Confirmation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONFIRMATION_UNSPECIFIED: _Confirmation.ValueType  # 0
+    """Not an answer of this kind."""
+    CONFIRMATION_YES: _Confirmation.ValueType  # 1
+    """Yes, go ahead."""
+    CONFIRMATION_NO: _Confirmation.ValueType  # 2
+    """No, do not."""
+
+class Confirmation(_Confirmation, metaclass=_ConfirmationEnumTypeWrapper):
+    """A yes or no to a question of the assistant."""
+
+CONFIRMATION_UNSPECIFIED: Confirmation.ValueType  # 0
+"""Not an answer of this kind."""
+CONFIRMATION_YES: Confirmation.ValueType  # 1
+"""Yes, go ahead."""
+CONFIRMATION_NO: Confirmation.ValueType  # 2
+"""No, do not."""
+Global___Confirmation: _TypeAlias = Confirmation  # noqa: Y015
 
 @_typing.final
 class Conversation(_message.Message):
@@ -198,6 +234,14 @@ class Intent(_message.Message):
     CLARIFYING_QUESTION_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     INTERPRETER_FIELD_NUMBER: _builtins.int
+    LIST_REQUEST_FIELD_NUMBER: _builtins.int
+    SNOOZE_REQUEST_FIELD_NUMBER: _builtins.int
+    CHANNELS_REQUEST_FIELD_NUMBER: _builtins.int
+    ACTIVITY_REQUEST_FIELD_NUMBER: _builtins.int
+    ALL_TASKS_FIELD_NUMBER: _builtins.int
+    REFERS_TO_PREVIOUS_FIELD_NUMBER: _builtins.int
+    CHOICE_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
     kind: Global___IntentKind.ValueType
     """What is asked for."""
     target_query: _builtins.str
@@ -216,6 +260,20 @@ class Intent(_message.Message):
     """How sure the interpreter is, from 0 to 1."""
     interpreter: _builtins.str
     """Which interpreter produced it: "rules" or the configured language model."""
+    all_tasks: _builtins.bool
+    """For commands on existing tasks: the message names every task ("delete all
+    my tasks"); the assistant asks for confirmation first.
+    """
+    refers_to_previous: _builtins.bool
+    """For commands on existing tasks: the message refers to the conversation's
+    last task(s) ("it", "that", "the second one") instead of naming one.
+    """
+    choice: _builtins.int
+    """For an answer: the number chosen from the assistant's numbered list,
+    from 1; 0 when the answer is not a choice.
+    """
+    confirmation: Global___Confirmation.ValueType
+    """For an answer: yes or no to a confirmation."""
     @_builtins.property
     def task(self) -> _task_pb2.Task:
         """For create and update: the task fields the message gives."""
@@ -223,6 +281,27 @@ class Intent(_message.Message):
     @_builtins.property
     def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For update: which fields of task the message changes."""
+
+    @_builtins.property
+    def list_request(self) -> _task_service_pb2.ListTasksRequest:
+        """For list: the listing asked for (query, statuses, priorities, tags, due
+        range, overdue, order); page fields unset.
+        """
+
+    @_builtins.property
+    def snooze_request(self) -> _reminder_pb2.SnoozeReminderRequest:
+        """For snooze: for how long or until when; reminder_id is empty (the
+        assistant snoozes the reminder of the target task, or the last one that
+        fired when the message names none).
+        """
+
+    @_builtins.property
+    def channels_request(self) -> _notify_pb2.UpdateChannelSettingsRequest:
+        """For channel changes: the settings and the update mask."""
+
+    @_builtins.property
+    def activity_request(self) -> _audit_pb2.ListActivityRequest:
+        """For activity: the listing asked for (task, types, time range)."""
 
     def __init__(
         self,
@@ -236,10 +315,18 @@ class Intent(_message.Message):
         clarifying_question: _builtins.str = ...,
         confidence: _builtins.float = ...,
         interpreter: _builtins.str = ...,
+        list_request: _task_service_pb2.ListTasksRequest | None = ...,
+        snooze_request: _reminder_pb2.SnoozeReminderRequest | None = ...,
+        channels_request: _notify_pb2.UpdateChannelSettingsRequest | None = ...,
+        activity_request: _audit_pb2.ListActivityRequest | None = ...,
+        all_tasks: _builtins.bool = ...,
+        refers_to_previous: _builtins.bool = ...,
+        choice: _builtins.int = ...,
+        confirmation: Global___Confirmation.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_request", b"activity_request", "channels_request", b"channels_request", "list_request", b"list_request", "snooze_request", b"snooze_request", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_fields", b"changed_fields", "clarifying_question", b"clarifying_question", "confidence", b"confidence", "interpreter", b"interpreter", "kind", b"kind", "query", b"query", "target_query", b"target_query", "target_task_id", b"target_task_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_request", b"activity_request", "all_tasks", b"all_tasks", "changed_fields", b"changed_fields", "channels_request", b"channels_request", "choice", b"choice", "clarifying_question", b"clarifying_question", "confidence", b"confidence", "confirmation", b"confirmation", "interpreter", b"interpreter", "kind", b"kind", "list_request", b"list_request", "query", b"query", "refers_to_previous", b"refers_to_previous", "snooze_request", b"snooze_request", "target_query", b"target_query", "target_task_id", b"target_task_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
