@@ -116,7 +116,7 @@ async def create_reminded_tasks(
         async def creator() -> None:
             while queue:
                 i, user = queue.pop()
-                fire = fire_at(i)
+                fire = fire_at(i).replace(microsecond=0)  # due times are to the second
                 title = f"bench {i}"
                 task = task_pb2.Task(
                     title=title,
@@ -145,13 +145,41 @@ async def wait_delivered(streams: Streams, expected: dict[str, tuple[datetime, s
     return latencies
 
 
+async def stages(data_dir: Path, streams: Streams) -> str:
+    """Where the time went: reminder fired late, fired -> notification stored, stored -> read off the stream."""
+    reminders = await db(data_dir, "todo_reminder")
+    notify = await db(data_dir, "todo_notify")
+    try:
+        fired = {
+            r["reminder_id"]: (r["fire_time"], r["fired_time"])
+            for r in await reminders.fetch("SELECT reminder_id, fire_time, fired_time FROM reminders WHERE state = 2")
+        }
+        stored = await notify.fetch("SELECT reminder_id, title, create_time FROM notifications")
+    finally:
+        await reminders.close()
+        await notify.close()
+    late, to_store, to_stream = [], [], []
+    for row in stored:
+        if row["reminder_id"] not in fired or row["title"] not in streams.received:
+            continue
+        fire_time, fired_time = fired[row["reminder_id"]]
+        late.append((fired_time - fire_time).total_seconds())
+        to_store.append((row["create_time"] - fired_time).total_seconds())
+        to_stream.append(streams.received[row["title"]][0] - row["create_time"].timestamp())
+    parts = []
+    for name, values in (("fired late", late), ("fired -> stored", to_store), ("stored -> read", to_stream)):
+        p50, p99, _ = percentiles(values)
+        parts.append(f"{name} p50 {p50:.0f} / p99 {p99:.0f} ms")
+    return "; ".join(parts)
+
+
 async def bench_stream_delivery(host: Host, data_dir: Path, count: int, users: int) -> list[str]:
     names = [f"user-{u}" for u in range(users)]
     streams = Streams(host, data_dir, names)
     began = time.perf_counter()
     await streams.open()
     opened = time.perf_counter() - began
-    minute = (datetime.now(UTC) + timedelta(seconds=60 + count // 100)).replace(second=0, microsecond=0)
+    minute = (datetime.now(UTC) + timedelta(seconds=60 + count // 40)).replace(second=0, microsecond=0)
     rng = random.Random(5)
     offsets = [rng.uniform(0, 60) for _ in range(count)]
     expected = await create_reminded_tasks(
@@ -164,13 +192,15 @@ async def bench_stream_delivery(host: Host, data_dir: Path, count: int, users: i
         latencies = await wait_delivered(streams, expected, minute + timedelta(minutes=5))
     finally:
         await streams.close()
+    breakdown = await stages(data_dir, streams)
+    print(breakdown, flush=True)
     p50, p99, worst = percentiles(latencies)
     early = sum(1 for v in latencies if v < 0)
     return [
         f"| reminder due -> notification read off its user's open stream, {count:,} due within one minute, "
         f"{users:,} users with a stream open | {p50:.0f} ms | {p99:.0f} ms | {worst:.0f} ms "
         f"| {len(streams.received):,} received, {streams.misdelivered} to a wrong user, {streams.repeated} repeated, "
-        f"{early} early |"
+        f"{early} early; {breakdown} |"
     ]
 
 

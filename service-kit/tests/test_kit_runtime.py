@@ -464,3 +464,38 @@ async def test_a_lane_of_stuck_jobs_neither_delays_another_handler_nor_outlives_
         await runtime.stop()
     assert reminded[0] - due < timedelta(seconds=1)
     assert sorted(started) == sorted(f"webhook/{i}" for i in range(JOB_LANE_SIZE * 2))
+
+
+async def test_a_slow_users_events_keep_their_order_and_delay_no_other_user(runtime_db: Database) -> None:
+    """One consumer handles different partition keys (users) at once and each key's events in order.
+
+    Alice's first event takes a while; Bob's events, published after it in
+    the same batch, are handled meanwhile, and Alice's stay in her order.
+    """
+    received: list[tuple[str, str]] = []
+    alice_started = asyncio.Event()
+    release_alice = asyncio.Event()
+
+    async def handler(event: DecodedEvent) -> None:
+        assert isinstance(event.message, events_pb2.TaskCreated)
+        if event.message.task.title == "a0":
+            alice_started.set()
+            await release_alice.wait()
+        received.append((event.partition_key, event.message.task.title))
+
+    runtime = await new_runtime(runtime_db)
+    runtime.add_subscription("consumer", Subscription("task-events", handler))
+    await runtime.start()
+    try:
+        await runtime.publish([task_event("alice", f"a{i}") for i in range(5)] + [task_event("bob", "b0")])
+        await runtime.publish([task_event("bob", "b1")])
+        await alice_started.wait()
+        await eventually(lambda: ("bob", "b0") in received)
+        assert not any(user == "alice" for user, _ in received)
+        release_alice.set()
+        await eventually(lambda: len(received) == 7)
+    finally:
+        release_alice.set()
+        await runtime.stop()
+    assert [title for user, title in received if user == "alice"] == [f"a{i}" for i in range(5)]
+    assert [title for user, title in received if user == "bob"] == ["b0", "b1"]

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from todo_contracts import topics
@@ -314,9 +316,49 @@ def prunable_through(head: ChainHead, oldest: Sequence[Entry], cutoff: datetime)
 # --- what an event is about ---------------------------------------------------------
 
 
+def _is_write_only(descriptor: FieldDescriptor) -> bool:
+    behaviors = descriptor.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.INPUT_ONLY in behaviors
+
+
+def without_write_only_fields(message: Message) -> Message:
+    """A copy of message with every INPUT_ONLY field cleared, at any depth.
+
+    Write-only fields are secrets a user gives once (a webhook's signing
+    secret); whichever event comes to carry one, the log never keeps it.
+    """
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _clear_write_only(copy)
+    return copy
+
+
+def _clear_write_only(message: Message) -> None:
+    for descriptor, value in message.ListFields():
+        if _is_write_only(descriptor):
+            message.ClearField(descriptor.name)
+        elif descriptor.message_type is None:
+            continue
+        elif descriptor.message_type.GetOptions().map_entry:
+            if descriptor.message_type.fields_by_name["value"].message_type is not None:
+                for item in value.values():
+                    _clear_write_only(item)
+        elif descriptor.is_repeated:
+            for item in value:
+                _clear_write_only(item)
+        else:
+            _clear_write_only(value)
+
+
 def payload_json(message: Message) -> str:
-    """The event as canonical protobuf JSON: sorted keys, no spaces, characters as they are."""
-    return json.dumps(json_format.MessageToDict(message), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The event as canonical protobuf JSON (write-only fields left out): sorted keys, no spaces, characters as
+    they are."""
+    return json.dumps(
+        json_format.MessageToDict(without_write_only_fields(message)),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
 
 
 def bounded_payload_json(message: Message) -> str:

@@ -2,7 +2,9 @@
 
 Events: publish appends to an event log table (the embedded stand-in for a
 Kafka topic, in the runtime's own database); one dispatcher per subscription
-reads it in order from a stored position and hands each event to the unit.
+reads it in order from a stored position and hands each event to the unit,
+the events of one partition key (one user) in order and different keys' at
+once, as a Kafka consumer of several partitions would.
 Appends to a topic are serialized inside the publishing transaction (a
 transaction-level advisory lock per topic), so a topic's sequence numbers
 become visible in order and a dispatcher reading "seq > position" never passes
@@ -139,6 +141,8 @@ TIMER_SAFETY_NET = timedelta(seconds=30)
 """The job timer looks at the table at least this often (jobs another host scheduled)."""
 _AWAKE = datetime.max.replace(tzinfo=UTC)
 """The job timer's wake-up time while it is not sleeping: every new job wakes it."""
+DISPATCH_KEYS_AT_ONCE = 16
+"""How many partition keys (users) one consumer handles at once; each key's events stay in order."""
 REPLAY_BATCH = 100
 REPLAY_CHECK_INTERVAL = 5.0
 """Seconds between two looks of a dispatcher for dead letters an operator asked to replay."""
@@ -429,6 +433,7 @@ class EmbeddedRuntime:
         saved = position
         loop = asyncio.get_running_loop()
         replays_checked = -REPLAY_CHECK_INTERVAL
+        limit = asyncio.Semaphore(DISPATCH_KEYS_AT_ONCE)
         while True:
             wake.clear()
             # Replays are asked for by an operator, rarely: looked for every few
@@ -438,22 +443,33 @@ class EmbeddedRuntime:
                 replays_checked = loop.time()
             async with self.db.engine.connect() as conn:
                 query = (
-                    sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.event_type, event_log.c.payload)
+                    sa.select(
+                        event_log.c.seq,
+                        event_log.c.event_id,
+                        event_log.c.event_type,
+                        event_log.c.payload,
+                        event_log.c.partition_key,
+                    )
                     .where(event_log.c.topic == topic, event_log.c.seq > position)
                     .order_by(event_log.c.seq)
                     .limit(500)
                 )
                 rows = (await conn.execute(query)).all()
+            # Types the unit did not subscribe to are passed over unread; an
+            # unknown type might be a poison message, so it is decoded.
+            handed = [r for r in rows if not wanted or r.event_type in wanted or r.event_type not in _KNOWN_TYPES]
+            by_key: dict[str, list[Any]] = defaultdict(list)
+            for row in handed:
+                by_key[row.partition_key].append(row)
             try:
-                for row in rows:
-                    # Types the unit did not subscribe to are passed over unread;
-                    # an unknown type might be a poison message, so it is decoded.
-                    if not wanted or row.event_type in wanted or row.event_type not in _KNOWN_TYPES:
-                        outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
-                        if outcome is not None:
-                            await self._dead_letter(consumer, row.seq, row.event_id, row.event_type,
-                                                    bytes(row.payload), outcome.reason)  # fmt: skip
-                    position = row.seq
+                # Like Kafka partitions: one key's (one user's) events in order,
+                # different keys' at once; the position moves past the batch only
+                # when every key's events are handled.
+                async with asyncio.TaskGroup() as group:  # one failing key stops the others: the batch is retried
+                    for key_rows in by_key.values():
+                        group.create_task(self._deliver_in_order(consumer, key_rows, limit))
+                if rows:
+                    position = rows[-1].seq
             except asyncio.CancelledError:
                 # A clean stop keeps what was handled; only a crash repeats it.
                 if position != saved:
@@ -468,6 +484,15 @@ class EmbeddedRuntime:
                 # The wake comes from publish in this process; the timeout
                 # is only a safety net (and how replays asked for elsewhere arrive).
                 await wait_for_wake(wake, 5.0)
+
+    async def _deliver_in_order(self, consumer: _Consumer, rows: list[Any], limit: asyncio.Semaphore) -> None:
+        """Delivers one partition key's events of a batch, one after the other, dead-lettering what must be."""
+        async with limit:
+            for row in rows:
+                outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
+                if outcome is not None:
+                    await self._dead_letter(consumer, row.seq, row.event_id, row.event_type, bytes(row.payload),
+                                            outcome.reason)  # fmt: skip
 
     async def _save_position(self, consumer: _Consumer, position: int) -> None:
         async with self.db.transaction() as conn:
