@@ -15,10 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from google.protobuf import timestamp_pb2
-from todo_contracts.chat.v1 import chat_pb2
-from todo_contracts.task.v1 import task_pb2
 
 from chat_svc.interpret import RulesInterpreter
+from todo_contracts.chat.v1 import chat_pb2
+from todo_contracts.task.v1 import task_pb2
 
 HERE = Path(__file__).parent
 TUNED_FLOOR = 0.95
@@ -157,8 +157,10 @@ def evaluate(rows: list[dict[str, Any]]) -> tuple[float, dict[str, tuple[int, in
         kind = want["kind"]
         total[kind] += 1
         if wrong:
-            failures.append(f"{row['text']!r} [{row['time_zone']}]: " + "; ".join(
-                f"{key}: got {g!r}, want {w!r}" for key, (g, w) in wrong.items()))
+            failures.append(
+                f"{row['text']!r} [{row['time_zone']}]: "
+                + "; ".join(f"{key}: got {g!r}, want {w!r}" for key, (g, w) in wrong.items())
+            )
         else:
             right[kind] += 1
     per_kind = {kind: (right[kind], total[kind]) for kind in sorted(total)}
@@ -178,7 +180,10 @@ def report(name: str, rows: list[dict[str, Any]]) -> float:
 def test_evaluation_sets_are_large_varied_and_cover_every_kind() -> None:
     tuned, held_out = load("phrases.jsonl"), load("heldout.jsonl")
     assert len(tuned) >= 300 and len(held_out) >= 60
-    assert not {row["text"] for row in tuned} & {row["text"] for row in held_out}
+    def phrase(row: dict[str, Any]) -> tuple[str, str, str]:
+        return row["text"], row["time_zone"], row["reference_time"]
+
+    assert not {phrase(row) for row in tuned} & {phrase(row) for row in held_out}
     kinds = {row["expect"]["kind"] for row in tuned}
     assert kinds == {chat_pb2.IntentKind.Name(k).removeprefix("INTENT_KIND_") for k in chat_pb2.IntentKind.values()}
     assert {"Pacific/Auckland", "Europe/Berlin", "America/New_York"} <= {row["time_zone"] for row in tuned}

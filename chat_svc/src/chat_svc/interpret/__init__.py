@@ -56,10 +56,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from todo_contracts.chat.v1 import chat_pb2
-
 from chat_svc.interpret.commands import LAST_CHOICE, understand
 from chat_svc.interpret.text import Clock
+from todo_contracts.chat.v1 import chat_pb2
 
 __all__ = ["LAST_CHOICE", "MAX_TEXT_CHARS", "Interpreter", "RulesInterpreter"]
 

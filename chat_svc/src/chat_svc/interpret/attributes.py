@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 
-from todo_contracts.task.v1 import task_pb2
-
 from chat_svc.interpret import dates
 from chat_svc.interpret import vocabulary as v
 from chat_svc.interpret.text import Message
+from todo_contracts.task.v1 import task_pb2
 
-_LEVELS = {
+_LEVELS: dict[str, task_pb2.Priority.ValueType] = {
     "urgent": task_pb2.PRIORITY_URGENT, "asap": task_pb2.PRIORITY_URGENT, "critical": task_pb2.PRIORITY_URGENT,
     "top": task_pb2.PRIORITY_URGENT, "highest": task_pb2.PRIORITY_URGENT,
     "high": task_pb2.PRIORITY_HIGH, "important": task_pb2.PRIORITY_HIGH,
@@ -38,24 +37,29 @@ PRIORITY_PATTERNS = (
     re.compile(r"\b(?:with\s+)?(?:the\s+)?(?:priority|prio)\s*(?::|=|is|of|to|at)?\s*" + _LEVEL + r"\b"),
     re.compile(r"\b(?:priority|prio)\s*(?::|=|is|of|to|at)?\s*([1-4])\b"),
     re.compile(r"(?:^|,\s*|\s)(urgent(?:ly)?|asap|important)\s*(?::|!|,|$)"),
-    re.compile(r"\b(urgent|asap|important)\b"),
+    re.compile(r"(?<![#@\w])(urgent|asap|important)\b"),
 )
 
 _TAG = r"[a-z0-9][a-z0-9_\-:/]{0,63}"
 HASH_TAG = re.compile(r"(?<![\w&/#])[#@](" + _TAG + r")(?![\w\-:/@.]*@)")
 TAG_WORDS = re.compile(
     r"\b(?:tag(?:ged)?|tags|label(?:led|ed)?|labels|categor(?:y|ized|ised)|under)\s*(?::|as|with|=)?\s*("
-    + _TAG + r"(?:\s*(?:,|and|&)\s*" + _TAG + r"){0,9})(?![\w\-:/])"
+    + _TAG
+    + r"(?:\s*(?:,|and|&)\s*"
+    + _TAG
+    + r"){0,9})(?![\w\-:/])"
 )
 _TAG_SPLIT = re.compile(r"\s*(?:,|\band\b|&)\s*")
 REMINDER_OFFSET = re.compile(
-    r"\b(?:(?:and\s+)?remind\s+me\s+|(?:with\s+)?(?:a\s+)?reminder\s+)?(?:about\s+it\s+)?(" + v.NUMBER_PATTERN
-    + r"|half\s+an)\s+(minutes?|mins?|hours?|hrs?|days?|weeks?)\s+(?:before(?:hand)?|earlier|ahead|in\s+advance|prior)\b"
+    r"\b(?:(?:and\s+)?remind\s+me\s+|(?:with\s+)?(?:a\s+)?reminder\s+)?(?:about\s+it\s+)?("
+    + v.NUMBER_PATTERN
+    + r"|half\s+an)\s+(minutes?|mins?|hours?|hrs?|days?|weeks?)\s+"
+    r"(?:before(?:hand)?|earlier|ahead|in\s+advance|prior)\b"
 )
 _NOT_TAGS = frozenset({"and", "as", "with", "the", "a", "to", "it", "them"})
 
 
-def take_priority(message: Message) -> int:
+def take_priority(message: Message) -> task_pb2.Priority.ValueType:
     """Takes a priority phrase out of the message; PRIORITY_UNSPECIFIED when there is none."""
     for pattern in PRIORITY_PATTERNS:
         match = message.search(pattern)
@@ -76,6 +80,17 @@ def take_priority(message: Message) -> int:
     return task_pb2.PRIORITY_UNSPECIFIED
 
 
+def level_of(word: str) -> task_pb2.Priority.ValueType:
+    """The priority a word names ("high", "high priority", "p1", "1", "urgent"); PRIORITY_UNSPECIFIED when none."""
+    words = word.lower().split()
+    for candidate in words:
+        if candidate in ("priority", "prio", "importance", "a", "an"):
+            continue
+        candidate = candidate[1:] if candidate[:1] == "p" and candidate[1:].isdigit() else candidate
+        return _LEVELS.get(candidate, task_pb2.PRIORITY_UNSPECIFIED)
+    return task_pb2.PRIORITY_UNSPECIFIED
+
+
 def take_tags(message: Message) -> list[str]:
     """Takes tag phrases out of the message; the tags in order, without duplicates."""
     tags: list[str] = []
@@ -84,11 +99,11 @@ def take_tags(message: Message) -> list[str]:
             continue  # "#2" is a choice, not a tag
         message.take_match(match)
         _add(tags, match.group(1))
-    match = message.search(TAG_WORDS)
-    if match and not (match.group(0).startswith("under") and not tags):
-        words = [word for word in _TAG_SPLIT.split(match.group(1)) if word and word not in _NOT_TAGS]
+    words_match = message.search(TAG_WORDS)
+    if words_match and not (words_match.group(0).startswith("under") and not tags):
+        words = [word for word in _TAG_SPLIT.split(words_match.group(1)) if word and word not in _NOT_TAGS]
         if words:
-            message.take_match(match)
+            message.take_match(words_match)
             for word in words:
                 _add(tags, word)
     return tags

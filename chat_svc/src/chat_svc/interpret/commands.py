@@ -7,16 +7,15 @@ from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from todo_contracts.audit.v1 import audit_pb2
-from todo_contracts.chat.v1 import chat_pb2
-from todo_contracts.common.v1 import common_pb2
-from todo_contracts.notify.v1 import notify_pb2
-from todo_contracts.reminder.v1 import reminder_pb2
-from todo_contracts.task.v1 import task_pb2, task_service_pb2
 
 from chat_svc.interpret import attributes, dates, recurrence
 from chat_svc.interpret import vocabulary as v
 from chat_svc.interpret.text import Clock, Message
+from todo_contracts.audit.v1 import audit_pb2
+from todo_contracts.chat.v1 import chat_pb2
+from todo_contracts.common.v1 import common_pb2
+from todo_contracts.notify.v1 import notify_pb2
+from todo_contracts.task.v1 import task_pb2, task_service_pb2
 
 LAST_CHOICE = "<last>"
 """target_query of an ANSWER meaning the last item of the assistant's numbered list ("the last one")."""
@@ -48,7 +47,8 @@ _NO = frozenset(
 )  # fmt: skip
 _CHOICE = re.compile(
     r"^(?:(?:i\s+(?:mean|meant|want)|i'd\s+like|make\s+it|choose|pick|select|take|use)\s+)?(?:the\s+)?"
-    r"(?:number\s+|no\.?\s*|option\s+|choice\s+|item\s+|#)?(\d{1,3}|" + v.ORDINAL_WORD_PATTERN
+    r"(?:number\s+|no\.?\s*|option\s+|choice\s+|item\s+|#)?(\d{1,3}|"
+    + v.ORDINAL_WORD_PATTERN
     + r"|\d{1,3}(?:st|nd|rd|th))(?:\s+(?:one|option|choice|task|item))?(?:\s+please)?$"
 )
 _LAST = re.compile(
@@ -60,6 +60,28 @@ _HELP = re.compile(
     r"hey there|good (?:morning|afternoon|evening)|what are you|who are you|how can you help(?: me)?|"
     r"what can you help (?:me )?with|usage|examples|start)$"
 )
+
+
+def _said(part: str) -> chat_pb2.Confirmation.ValueType | None:
+    """Yes or no for a run of known answer phrases ("yeah go ahead"); None when any word is something else."""
+    words = part.split()
+    if not 1 <= len(words) <= 8:
+        return None
+    found: chat_pb2.Confirmation.ValueType | None = None
+    position = 0
+    while position < len(words):
+        for size in (3, 2, 1):
+            phrase = " ".join(words[position : position + size])
+            if phrase in _YES or phrase in _NO:
+                value = chat_pb2.CONFIRMATION_YES if phrase in _YES else chat_pb2.CONFIRMATION_NO
+                if found is not None and found != value:
+                    return None
+                found = value
+                position += size
+                break
+        else:
+            return None
+    return found
 
 
 def _answer(text: str) -> chat_pb2.Intent | None:
@@ -87,6 +109,11 @@ def _answer(text: str) -> chat_pb2.Intent | None:
         if _LAST.match(part):
             last = True
             continue
+        said = _said(part)
+        if said is None:
+            return None
+        confirmation = said
+    if not (confirmation or choice or last):
         return None
     intent = chat_pb2.Intent(kind=Kind.INTENT_KIND_ANSWER, choice=choice, confirmation=confirmation, confidence=0.95)
     if last:
@@ -100,7 +127,8 @@ _TARGET_LEAD = re.compile(
     r"^(?:(?:the|my|our|a|an|your)\s+)?(?:task|todo|to-do|item|reminder|one)s?\s+(?:about|called|named|titled|for|"
     r"to|regarding|on)\s+"
 )
-_QUOTED = re.compile(r"[\"“”'‘’]([^\"“”'‘’]{1,500})[\"“”'‘’]")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
+_QUOTED = re.compile(f"[{_QUOTES}]([^{_QUOTES}]{{1,500}})[{_QUOTES}]")
 _ALL = re.compile(
     r"^(?:all|every|each)\s+(?:of\s+)?(?:my|the|our)?\s*(?:tasks?|todos?|to-dos?|items?|things?|of\s+them)?$|"
     r"^(?:everything|all|all of them|all of it|my whole list|my list|my entire list|the whole list|the list|"
@@ -125,7 +153,14 @@ def target_of(text: str) -> tuple[str, bool, bool]:
     quoted = _QUOTED.search(text)
     if quoted:
         return quoted.group(1).strip(), False, False
-    if text in v.PREVIOUS_WORDS or text in ("it again", "that again", "this task", "that task", "the task", "the last task"):
+    if text in v.PREVIOUS_WORDS or text in (
+        "it again",
+        "that again",
+        "this task",
+        "that task",
+        "the task",
+        "the last task",
+    ):
         return "", True, False
     if _ALL.match(text):
         return "", False, True
@@ -175,7 +210,9 @@ _COMPLETE_PREVIOUS = re.compile(
     r"done\s+now|finished\s+now)$|^(?:i\s+)?(?:did|finished|completed)\s+it$|^mark\s+(?:it|that|this)\s+"
     r"(?:as\s+)?(?:done|complete|completed)$|^(?:complete|finish)\s+(?:it|that|this|this\s+one|that\s+one)$"
 )
-_PAST_REPORT = re.compile(r"^(?:i\s+|i've\s+|i\s+have\s+|we\s+|we've\s+)?(?:just\s+|already\s+|finally\s+|also\s+)?([a-z]+)\s+(.+)$")
+_PAST_REPORT = re.compile(
+    r"^(?:i\s+have\s+|we\s+have\s+|i've\s+|we've\s+|i\s+|we\s+)?(?:just\s+|already\s+|finally\s+|also\s+)?([a-z]+)\s+(.+)$"
+)
 _REOPEN_PATTERNS = (
     re.compile(r"^(?:reopen|re-open|un-?complete|uncheck|untick|undo|restore|reactivate|unfinish)\s+(.+)$"),
     re.compile(r"^(?:mark|set)\s+(.+?)\s+(?:as\s+)?(?:not\s+done|undone|incomplete|not\s+complete(?:d)?|"
@@ -244,6 +281,9 @@ def _task_command(text: str) -> chat_pb2.Intent | None:
     return None
 
 
+_PARTICLE = re.compile(r"^(?:out|up|off|down|back|away|over|in|on)\s+(?=\S)")
+
+
 def _past_report(text: str, has_details: bool) -> chat_pb2.Intent | None:
     """ "I called the plumber" / "watered the roses": a report that a task is done; the target drops the verb."""
     if has_details:
@@ -255,7 +295,7 @@ def _past_report(text: str, has_details: bool) -> chat_pb2.Intent | None:
     if not _is_past_verb(match.group(1), with_subject):
         return None
     intent = chat_pb2.Intent(kind=Kind.INTENT_KIND_COMPLETE_TASK, confidence=0.8)
-    rest = match.group(2)
+    rest = _PARTICLE.sub("", match.group(2))
     if not _with_target(intent, rest):
         return None
     return intent
@@ -263,18 +303,28 @@ def _past_report(text: str, has_details: bool) -> chat_pb2.Intent | None:
 
 # --- update ----------------------------------------------------------------------------------------------------
 
-_MOVE = re.compile(r"^(?:move|shift|reschedule|postpone|push(?:\s+back)?|delay|bump|defer|put\s+off|change|"
-                   r"set|update|make)\s+(.+)$")  # fmt: skip
+_MOVE = re.compile(r"^(?:move|shift|reschedule|postpone|push(?:\s+back)?|delay|bump|defer|put\s+off)\s+(.+)$")
+_CHANGE_DUE = re.compile(r"^(?:change|set|update|make)\s+(?!up\b)(.+?)\s+(?:to|for|until)\s+(.+)$")
 _DUE_OF = re.compile(r"^(?:the\s+)?(?:due\s+(?:date|time)|deadline|date|time)\s+(?:of|for|on)\s+(.+)$")
 _RENAME = re.compile(r"^(?:rename|retitle)\s+(.+?)\s+(?:to|as|into)\s+(.+)$")
-_CHANGE_TITLE = re.compile(r"^(?:change|update|edit|set)\s+(?:the\s+)?(?:title|name|text|wording)\s+(?:of|for)\s+(.+?)\s+to\s+(.+)$")
+_CHANGE_TITLE = re.compile(
+    r"^(?:change|update|edit|set)\s+(?:the\s+)?(?:title|name|text|wording)\s+(?:of|for)\s+(.+?)\s+to\s+(.+)$"
+)
 _CHANGE_TO = re.compile(r"^(?:change|update|edit|set|make)\s+(.+?)\s+(?:to|into)\s+(.+)$")
-_SET_PRIORITY_OF = re.compile(r"^(?:set|change|update|make)\s+(?:the\s+)?priority\s+(?:of|for|on)\s+(.+?)\s+(?:to|as)\s+(.+)$")
-_MARK_PRIORITY = re.compile(r"^(?:mark|set|make|flag)\s+(.+?)\s+(?:as\s+|to\s+)?(?:an?\s+)?(.+?)$")
+_SET_PRIORITY_OF = re.compile(
+    r"^(?:set|change|update|make)\s+(?:the\s+)?priority\s+(?:of|for|on)\s+(.+?)\s+(?:to|as)\s+(.+)$"
+)
+_PRIORITY_PHRASE = (
+    r"(?:an?\s+)?(?:(?:urgent|critical|high|top|medium|normal|low|no|none)(?:\s+(?:priority|prio|importance))?|"
+    r"(?:priority|prio)\s+(?:urgent|high|medium|low|none|[1-4])|p[1-4]|important|asap)"
+)
+_MARK_PRIORITY = re.compile(r"^(?:mark|set|make|flag)\s+(.+?)\s+(?:as\s+|to\s+)?(" + _PRIORITY_PHRASE + r")$")
 _ADD_TAG = re.compile(r"^(?:add|put|attach|apply)\s+(?:the\s+|a\s+)?(?:tags?|labels?)\s+(.+?)\s+(?:to|on)\s+(.+)$")
 _ADD_HASH = re.compile(r"^(?:add|put|attach|apply)\s+(#\S+(?:\s+#\S+){0,9})\s+(?:to|on)\s+(.+)$")
 _TAG_WITH = re.compile(r"^(?:tag|label)\s+(.+?)\s+(?:with|as)\s+(.+)$")
-_REMOVE_TAG = re.compile(r"^(?:remove|delete|drop|take\s+off|take)\s+(?:the\s+)?(?:tags?|labels?)\s+(.+?)\s+(?:from|off|of)\s+(.+)$")
+_REMOVE_TAG = re.compile(
+    r"^(?:remove|delete|drop|take\s+off|take)\s+(?:the\s+)?(?:tags?|labels?)\s+(.+?)\s+(?:from|off|of)\s+(.+)$"
+)
 _UNTAG = re.compile(r"^(?:untag|unlabel)\s+(.+?)\s+(?:from)\s+(.+)$")
 _REMIND_ABOUT = re.compile(r"^(?:remind\s+me|add\s+(?:a\s+)?reminder)\s+(?:about|of|for)\s+(.+)$")
 _REPEAT = re.compile(r"^(?:make|set|have|let)\s+(.+?)\s+(?:repeat|recur|happen|be\s+due|come\s+up|occur)\s+(.+)$")
@@ -292,17 +342,15 @@ _PRIORITY_ONLY = re.compile(
 )
 
 
-def _priority_of(text: str) -> int:
+def _priority_of(text: str) -> task_pb2.Priority.ValueType:
     match = _PRIORITY_ONLY.match(text.strip())
     if not match:
         return task_pb2.PRIORITY_UNSPECIFIED
-    message = Message(text)
-    return attributes.take_priority(message) or (
-        task_pb2.PRIORITY_NONE if (match.group(1) or match.group(2)) in ("no", "none") else task_pb2.PRIORITY_UNSPECIFIED
-    )
+    word = next(group for group in match.groups() if group)
+    return attributes.level_of(word)
 
 
-def _update(text: str, clock: Clock) -> chat_pb2.Intent | None:  # noqa: PLR0911, PLR0912 - one rule per phrasing
+def _update(text: str, clock: Clock) -> chat_pb2.Intent | None:
     intent = chat_pb2.Intent(kind=Kind.INTENT_KIND_UPDATE_TASK, confidence=0.85)
     match = _ADD_TAG.match(text) or _ADD_HASH.match(text) or _TAG_WITH.match(text)
     if match:
@@ -382,9 +430,9 @@ def _update(text: str, clock: Clock) -> chat_pb2.Intent | None:  # noqa: PLR0911
                 intent.task.title = title
                 intent.changed_fields.append("title")
                 return intent
-    match = _MOVE.match(text)
-    if match:
-        message = Message(match.group(1))
+    match = _MOVE.match(text) or _CHANGE_DUE.match(text)
+    if match and (match.re is _MOVE or _has_date(match.group(2), clock)):
+        message = Message(match.group(1) if match.re is _MOVE else match.group(1) + " to " + match.group(2))
         when = dates.take_when(message, clock)
         rest = _connector_stripped(message.rest_lower())
         rest = _DUE_OF.sub(r"\1", rest)
@@ -472,9 +520,9 @@ _TITLE_EDGE = re.compile(
 
 
 def _title(text: str) -> str:
-    text = text.strip(" \t,;:-–—.!?\"'“”‘’")
+    text = text.strip(" \t,;:-\u2013\u2014.!?\"'\u201c\u201d\u2018\u2019")
     for _ in range(4):
-        new = _TITLE_EDGE.sub("", text).strip(" \t,;:-–—.!?")
+        new = _TITLE_EDGE.sub("", text).strip(" \t,;:-\u2013\u2014.!?")
         if new == text:
             break
         text = new
@@ -485,7 +533,7 @@ def _title(text: str) -> str:
     return (text[0].upper() + text[1:])[:MAX_TITLE_CHARS]
 
 
-def _create(text: str, original: str, clock: Clock) -> chat_pb2.Intent:  # noqa: PLR0912, PLR0915
+def _create(text: str, original: str, clock: Clock) -> chat_pb2.Intent:
     intent = chat_pb2.Intent(kind=Kind.INTENT_KIND_CREATE_TASK, confidence=0.9)
     lead = _CREATE_LEAD.match(text)
     reminder_phrase = bool(_REMIND_LEAD.match(text))
@@ -521,7 +569,9 @@ def _create(text: str, original: str, clock: Clock) -> chat_pb2.Intent:  # noqa:
     if not title:
         intent.confidence = 0.5
         intent.clarifying_question = (
-            "What should I remind you about?" if reminder_phrase else "What should I add? For example: buy milk tomorrow."
+            "What should I remind you about?"
+            if reminder_phrase
+            else "What should I add? For example: buy milk tomorrow."
         )
         return intent
     intent.task.title = title
@@ -577,7 +627,7 @@ def _create(text: str, original: str, clock: Clock) -> chat_pb2.Intent:  # noqa:
 
 _LIST_START = re.compile(
     r"^(?:show|list|display|give|tell|what|what's|whats|which|anything|any|search|find|look|do\s+i|have\s+i|"
-    r"is\s+there|are\s+there|get|see|view|open\s+my|my\s+tasks|my\s+list|todo|tasks|how\s+many|where|check)\b"
+    r"is\s+there|are\s+there|see|view|open\s+my|my\s+tasks|my\s+list|todo|tasks|how\s+many|where)\b"
 )
 _SEARCH = re.compile(
     r"\b(?:search(?:\s+for)?|find|look\s+(?:for|up)|lookup|anything\s+(?:about|with|for|on|regarding|mentioning)|"
@@ -585,9 +635,13 @@ _SEARCH = re.compile(
     r"containing)\s+(.+)$"
 )
 _OVERDUE = re.compile(r"\b(?:overdue|late|past\s+due|missed|behind|expired|slipped)\b")
-_COMPLETED = re.compile(r"\b(?:completed|complete|done|finished|closed|checked\s+off|did\s+i\s+(?:complete|finish|do))\b")
-_INCLUDING = re.compile(r"\b(?:including|incl\.?|with|and|plus|even)\s+(?:the\s+)?(?:completed|done|finished|closed)\b|"
-                        r"\b(?:open\s+and\s+(?:completed|done)|(?:completed|done)\s+and\s+open|all\s+statuses)\b")
+_COMPLETED = re.compile(
+    r"\b(?:completed|complete|done|finished|closed|checked\s+off|did\s+i\s+(?:complete|finish|do))\b"
+)
+_INCLUDING = re.compile(
+    r"\b(?:including|incl\.?|with|and|plus|even)\s+(?:the\s+)?(?:completed|done|finished|closed)\b|"
+    r"\b(?:open\s+and\s+(?:completed|done)|(?:completed|done)\s+and\s+open|all\s+statuses)\b"
+)
 _LIST_FILLER = re.compile(
     r"\b(?:show|list|display|give|tell|what|what's|whats|which|anything|any|do|i|have|is|are|there|get|see|view|"
     r"open|my|me|all|the|tasks?|todos?|to-dos?|items?|things?|stuff|list|everything|due|coming|up|on|of|in|for|"
@@ -596,8 +650,26 @@ _LIST_FILLER = re.compile(
 )
 
 
+_LISTISH = re.compile(
+    r"\b(?:due|tasks?|todos?|to-dos?|list|overdue|late|agenda|plan|planned|have|coming\s+up|left|completed?|done|"
+    r"finished|urgent|priority|tagged|everything|search|find|look|lookup|show|display|need\s+to\s+do|scheduled|"
+    r"anything|items|pending|open)\b|#"
+)
+
+
+_QUERY_LEAD = re.compile(
+    r"^(?:(?:my|the|all|all\s+my|any)\s+)?(?:tasks?|todos?|to-dos?|items?|things?|reminders?)?\s*(?:about|with|for|"
+    r"regarding|called|named|mentioning|containing|on)\s+"
+)
+
+
+_SEARCH_VERBS = ("show", "list", "find", "search", "look")
+
+
 def _list(text: str, original: str, clock: Clock) -> chat_pb2.Intent | None:
-    if not (_LIST_START.match(text) or text.endswith("?") and re.search(r"\b(?:due|tasks?|overdue|late)\b", text)):
+    if not (_LIST_START.match(text) or (text.endswith("?") and re.search(r"\b(?:due|tasks?|overdue|late)\b", text))):
+        return None
+    if not _LISTISH.search(text):
         return None
     request = task_service_pb2.ListTasksRequest()
     intent = chat_pb2.Intent(kind=Kind.INTENT_KIND_LIST_TASKS, confidence=0.85)
@@ -626,15 +698,14 @@ def _list(text: str, original: str, clock: Clock) -> chat_pb2.Intent | None:
         request.priorities.append(priority)
     request.tags_any.extend(attributes.take_tags(message))
     _due_range(message, clock, request)
-    leftover = _LIST_FILLER.sub(" ", message.rest_lower())
-    leftover = re.sub(r"[^\w\s'-]", " ", leftover).split()
+    unread = re.sub(r"[^\w\s'-]", " ", _LIST_FILLER.sub(" ", message.rest_lower()))
+    leftover = [word for word in unread.split() if re.search(r"\w", word)]
     if query_words:
-        query = " ".join(_strip_articles(query_words.split()))
+        query = " ".join(_strip_articles(_QUERY_LEAD.sub("", query_words).split()))
         query_words_list = [w for w in re.sub(r"[^\w\s'-]", " ", query).split() if w not in ("tasks", "task", "my")]
         request.query = " ".join(_strip_articles(query_words_list))
-    elif leftover and not request.tags_any and len(leftover) <= 6:
-        if text.startswith(("show", "list", "find", "search", "look")):
-            request.query = " ".join(leftover)
+    elif leftover and not request.tags_any and len(leftover) <= 6 and text.startswith(_SEARCH_VERBS):
+        request.query = " ".join(leftover)
     intent.list_request.CopyFrom(request)
     intent.query = request.query
     return intent
@@ -687,8 +758,15 @@ def _due_range(message: Message, clock: Clock, request: task_service_pb2.ListTas
 
 # --- snooze ------------------------------------------------------------------------------------------------------
 
-_SNOOZE = re.compile(r"^(?:snooze|delay\s+the\s+reminder|remind\s+me\s+again|remind\s+me\s+later|later|not\s+now,?\s+remind\s+me)\b(.*)$")
+_SNOOZE = re.compile(
+    r"^(?:snooze|delay\s+the\s+reminder|remind\s+me\s+again|remind\s+me\s+later|later|not\s+now,?\s+remind\s+me)\b(.*)$"
+)
 _SNOOZE_REST = re.compile(r"^(?:(?:it|that|this|this\s+one|that\s+one|them)\b)")
+
+
+_SNOOZE_FILLER = re.compile(
+    r"\b(?:for|until|till|til|to|again|please|later|reminder|reminders|the\s+reminder\s+(?:for|of|about))\b"
+)
 
 
 def _snooze(text: str, clock: Clock) -> chat_pb2.Intent | None:
@@ -712,8 +790,7 @@ def _snooze(text: str, clock: Clock) -> chat_pb2.Intent | None:
             intent.confidence = 0.5
         else:
             intent.snooze_request.snooze_until.CopyFrom(_timestamp(clock.instant_of(local)))
-    rest = re.sub(r"\b(?:for|until|till|til|to|again|please|later|reminder|reminders|the\s+reminder\s+(?:for|of|about))\b",
-                  " ", message.rest_lower())  # fmt: skip
+    rest = _SNOOZE_FILLER.sub(" ", message.rest_lower())
     rest = _connector_stripped(rest).strip(" ,.")
     if rest:
         _with_target(intent, rest)
@@ -758,14 +835,14 @@ def _email_address(text: str) -> str:
 
 
 def _channels(text: str, clock: Clock) -> chat_pb2.Intent | None:
-    if not _CHANNEL_WORDS.search(text):
+    address = _email_address(text) if "@" in text else ""
+    if not (_CHANNEL_WORDS.search(text) or (address and _ABOUT_REMINDERS.search(text))):
         return None
-    address = _email_address(text)
     quiet = _QUIET.search(text)
     email = bool(_EMAIL_ME.search(text)) or (bool(address) and bool(_ABOUT_REMINDERS.search(text) or "email" in text))
     webhook = bool(_WEBHOOK.search(text))
     in_app = bool(_IN_APP.search(text))
-    if not (quiet or email or webhook or in_app or address and text.startswith(("email me", "e-mail me"))):
+    if not (quiet or email or webhook or in_app or (address and text.startswith(("email me", "e-mail me")))):
         return None
     off = bool(_OFF.search(text))
     settings = notify_pb2.ChannelSettings()
@@ -797,7 +874,9 @@ def _channels(text: str, clock: Clock) -> chat_pb2.Intent | None:
     elif in_app:
         settings.in_app_enabled = not off
         paths.append("in_app_enabled")
-    request = notify_pb2.UpdateChannelSettingsRequest(settings=settings, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    request = notify_pb2.UpdateChannelSettingsRequest(
+        settings=settings, update_mask=field_mask_pb2.FieldMask(paths=paths)
+    )
     intent.channels_request.CopyFrom(request)
     return intent
 
@@ -856,7 +935,9 @@ def _activity(text: str, clock: Clock) -> chat_pb2.Intent | None:
         request.occur_range.end_time.CopyFrom(_timestamp(end))
     target = _HISTORY_OF.search(rest)
     if target:
-        words = re.sub(r"\b(?:lately|recently|today|yesterday|this\s+week|last\s+week|this\s+month)\b", " ", target.group(1))
+        words = re.sub(
+            r"\b(?:lately|recently|today|yesterday|this\s+week|last\s+week|this\s+month)\b", " ", target.group(1)
+        )
         _with_target(intent, words.strip())
     intent.activity_request.CopyFrom(request)
     return intent
@@ -889,7 +970,9 @@ def _unclear(question: str | None = None) -> chat_pb2.Intent:
 
 
 _QUESTION_START = re.compile(r"^(?:what|who|why|how|where|when|is|are|can|could|would|will|do|does|did)\b")
-_NOT_A_TASK = re.compile(r"^(?:thanks|thank\s+you|thx|ty|cool|great|nice|awesome|lol|haha|hmm+|ok\s+thanks|bye|goodbye)$")
+_NOT_A_TASK = re.compile(
+    r"^(?:thanks|thank\s+you|thx|ty|cool|great|nice|awesome|lol|haha|hmm+|ok\s+thanks|bye|goodbye)$"
+)
 
 
 def understand(text: str, clock: Clock) -> chat_pb2.Intent:
@@ -911,7 +994,9 @@ def understand(text: str, clock: Clock) -> chat_pb2.Intent:
         kind, question = _BARE[bare]
         return chat_pb2.Intent(kind=kind, clarifying_question=question, confidence=0.5)
     if re.fullmatch(r"(?:add|create|make|new)\s+(?:a\s+|an\s+)?(?:new\s+)?(?:task|todo|to-do|reminder|item)", bare):
-        return chat_pb2.Intent(kind=Kind.INTENT_KIND_CREATE_TASK, clarifying_question="What should I add?", confidence=0.5)
+        return chat_pb2.Intent(
+            kind=Kind.INTENT_KIND_CREATE_TASK, clarifying_question="What should I add?", confidence=0.5
+        )
     steps: tuple[Callable[[], chat_pb2.Intent | None], ...] = (
         lambda: _snooze(bare, clock),
         lambda: _channels(bare, clock),
@@ -924,7 +1009,7 @@ def understand(text: str, clock: Clock) -> chat_pb2.Intent:
         intent = step()
         if intent is not None:
             return intent
-    create_text = lower.rstrip(" .!")
+    create_text = lower.rstrip(" .")
     has_details = _has_details(create_text, clock)
     report = _past_report(bare, has_details)
     if report is not None:
@@ -933,7 +1018,7 @@ def understand(text: str, clock: Clock) -> chat_pb2.Intent:
         return _unclear()
     if lower.endswith("?") and not has_details and len(bare.split()) <= 2:
         return _unclear()
-    intent = _create(create_text, original.rstrip(" .!")[: len(create_text)], clock)
+    intent = _create(create_text, original.rstrip(" .")[: len(create_text)], clock)
     return intent
 
 

@@ -64,8 +64,13 @@ MONTH_DAY = re.compile(
     r"\b" + _LEAD + r"(" + v.MONTH_PATTERN + r")\.?\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?(?![\d:])"
 )
 DAY_MONTH = re.compile(
-    r"\b" + _LEAD + r"(?:the\s+)?(\d{1,2}|" + v.ORDINAL_WORD_PATTERN + r")(?:st|nd|rd|th)?\s+(?:of\s+)?("
-    + v.MONTH_PATTERN + r")\b(?:,?\s+(\d{4}))?"
+    r"\b"
+    + _LEAD
+    + r"(?:the\s+)?(\d{1,2}|"
+    + v.ORDINAL_WORD_PATTERN
+    + r")(?:st|nd|rd|th)?\s+(?:of\s+)?("
+    + v.MONTH_PATTERN
+    + r")\b(?:,?\s+(\d{4}))?"
 )
 DAY_OF_MONTH = re.compile(
     r"\b" + _LEAD + r"the\s+(" + v.DAY_ORDINAL_PATTERN + r")\b(?!\s+(?:of|day|week|month|time|one|option|choice))"
@@ -111,7 +116,7 @@ def number(word: str) -> int:
 
 def ordinal(word: str) -> int:
     """The value of an ordinal ("3rd", "third", "3")."""
-    digits = word.rstrip("stndrdth")
+    digits = re.sub(r"(?:st|nd|rd|th)$", "", word)
     if digits.isdigit():
         return int(digits)
     return v.ORDINAL_WORDS.get(word, 0)
@@ -320,7 +325,9 @@ def take_time(message: Message) -> When:
     if match:
         message.take_match(match)
         word = match.group(1)
-        return When(at=time(0, 0) if word == "midnight" else time(12, 0), part="midnight" if word == "midnight" else None)
+        return When(
+            at=time(0, 0) if word == "midnight" else time(12, 0), part="midnight" if word == "midnight" else None
+        )
     match = message.search(TIME_BARE)
     if match:
         hour = int(match.group(1))
@@ -380,15 +387,10 @@ def _rolled(local: datetime, roll: str) -> datetime:
     if roll == "week":
         return local + timedelta(days=7)
     if roll == "month":
-        day = local.day
-        moved = local + relativedelta(months=1)
-        while moved.day != day:  # the 31st: the next month that has one
-            moved = (moved + relativedelta(months=1)).replace(day=min(day, 28))
-            last = calendar.monthrange(moved.year, moved.month)[1]
-            if last >= day:
-                moved = moved.replace(day=day)
-        return moved
-    return local + relativedelta(years=1)
+        later = _next_month_day(local.date().replace(day=1) + timedelta(days=32), local.day)
+        return datetime.combine(later, local.time()) if later is not None else local + timedelta(days=31)
+    moved: datetime = local + relativedelta(years=1)
+    return moved
 
 
 def _part_time(part: str | None, now: datetime) -> time | None:

@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from todo_kit import rrules
-
 from chat_svc.interpret import dates
 from chat_svc.interpret import vocabulary as v
 from chat_svc.interpret.text import CUT, Clock, Message
+from todo_kit import rrules
 
 _WD = v.WEEKDAY_PATTERN
 _WDS = r"(?:" + _WD + r")s?"
@@ -25,14 +24,19 @@ _NTH = r"first|second|third|fourth|fifth|last|1st|2nd|3rd|4th|5th|penultimate"
 _MONTH_END = r"(?:of|in)\s+(?:each|every|the|a)\s+month"
 
 NTH_WEEKDAY = re.compile(
-    r"\b(?:(?:on|every|each)\s+)?(?:the\s+)?(" + _NTH + r")\s+(" + _WD + r")\s+(?:" + _MONTH_END + r"|monthly|of\s+the\s+month)"
+    r"\b(?:(?:on|every|each)\s+)?(?:the\s+)?("
+    + _NTH
+    + r")\s+("
+    + _WD
+    + r")\s+(?:"
+    + _MONTH_END
+    + r"|monthly|of\s+the\s+month)"
 )
 EVERY_NTH_WEEKDAY = re.compile(
     r"\b(?:every|each)\s+(" + _NTH + r")\s+(" + _WD + r")\b(?:\s+(?:" + _MONTH_END + r"|of\s+the\s+month))?"
 )
 MONTH_DAY_EVERY_MONTH = re.compile(
-    r"\b(?:on\s+)?(?:the\s+|every\s+|each\s+)?(" + v.DAY_ORDINAL_PATTERN + r"|last\s+day)\s+(?:day\s+)?"
-    + _MONTH_END
+    r"\b(?:on\s+)?(?:the\s+|every\s+|each\s+)?(" + v.DAY_ORDINAL_PATTERN + r"|last\s+day)\s+(?:day\s+)?" + _MONTH_END
 )
 MONTHLY_ON_DAY = re.compile(
     r"\b(?:every\s+month|each\s+month|monthly)\s+on\s+the\s+(" + v.DAY_ORDINAL_PATTERN + r"|last\s+day)\b"
@@ -40,29 +44,46 @@ MONTHLY_ON_DAY = re.compile(
 EVERY_DAY_ORDINAL = re.compile(r"\b(?:every|each)\s+(" + r"\d{1,2}(?:st|nd|rd|th)" + r")\b(?!\s+(?:of|" + _WD + r"))")
 YEARLY_ON = re.compile(
     r"\b(?:every\s+year|each\s+year|yearly|annually|once\s+a\s+year)\s+on\s+(?:the\s+)?(?:("
-    + v.MONTH_PATTERN + r")\s+(\d{1,2})(?:st|nd|rd|th)?|(\d{1,2}|" + v.ORDINAL_WORD_PATTERN
-    + r")(?:st|nd|rd|th)?\s+(?:of\s+)?(" + v.MONTH_PATTERN + r"))\b"
+    + v.MONTH_PATTERN
+    + r")\s+(\d{1,2})(?:st|nd|rd|th)?|(\d{1,2}|"
+    + v.ORDINAL_WORD_PATTERN
+    + r")(?:st|nd|rd|th)?\s+(?:of\s+)?("
+    + v.MONTH_PATTERN
+    + r"))\b"
 )
 EVERY_DATE = re.compile(
-    r"\b(?:every|each)\s+(?:(" + v.MONTH_PATTERN + r")\s+(\d{1,2})(?:st|nd|rd|th)?|(?:the\s+)?(\d{1,2}|"
-    + v.ORDINAL_WORD_PATTERN + r")(?:st|nd|rd|th)?\s+(?:of\s+)?(" + v.MONTH_PATTERN + r"))\b"
+    r"\b(?:every|each)\s+(?:("
+    + v.MONTH_PATTERN
+    + r")\s+(\d{1,2})(?:st|nd|rd|th)?|(?:the\s+)?(\d{1,2}|"
+    + v.ORDINAL_WORD_PATTERN
+    + r")(?:st|nd|rd|th)?\s+(?:of\s+)?("
+    + v.MONTH_PATTERN
+    + r"))\b"
 )
-WEEKDAYS = re.compile(r"\b" + _EVERY + r"\s+(other\s+)?(" + _WD_LIST + r")\b")
+WEEKDAYS = re.compile(r"\b(?:every|each|on\s+every|on\s+each)\s+(other\s+)?(" + _WD_LIST + r")\b")
 PLURAL_WEEKDAYS = re.compile(r"\b(?:on\s+)?(" + _WD + r")s\b")
-WORKDAYS = re.compile(r"\b(?:every|each|on)\s+(?:week\s*day|work\s*day|business\s+day)s?\b|\bon\s+weekdays\b|\bweekdays\b")
+WORKDAYS = re.compile(
+    r"\b(?:every|each|on)\s+(?:week\s*day|work\s*day|business\s+day)s?\b|\bon\s+weekdays\b|\bweekdays\b"
+)
 WEEKENDS = re.compile(r"\b(?:every|each|on)\s+weekends?\b|\bweekends\b")
 INTERVAL = re.compile(
     r"\b(?:every|each)\s+(other|" + v.NUMBER_PATTERN + r"|" + v.ORDINAL_WORD_PATTERN + r"|\d{1,2}(?:st|nd|rd|th))?"
     r"\s*(minutes?|hours?|days?|weeks?|months?|years?|fortnight|quarter)\b"
     r"(?:\s+on\s+(?:the\s+)?(" + _WD_LIST + r"|" + v.DAY_ORDINAL_PATTERN + r"))?"
 )
-ADVERB = re.compile(r"\b(daily|weekly|monthly|yearly|annually|hourly|nightly|fortnightly|quarterly)\b"
-                    r"(?:\s+on\s+(?:the\s+)?(" + _WD_LIST + r"|" + v.DAY_ORDINAL_PATTERN + r"))?")
+ADVERB = re.compile(
+    r"\b(daily|weekly|monthly|yearly|annually|hourly|nightly|fortnightly|quarterly)\b"
+    r"(?:\s+on\s+(?:the\s+)?(" + _WD_LIST + r"|" + v.DAY_ORDINAL_PATTERN + r"))?"
+    # an adverb, not an adjective ("the quarterly review"): the clause ends or another phrase follows
+    r"(?=\s*(?:$|[,;.!#\x1f]|(?:on|at|from|starting|until|till|for|in|and|by|p[1-4]|urgent|tag|tagged)\b))"
+)
 EVERY_PART = re.compile(r"\b(?:every|each)\s+(morning|afternoon|evening|night)\b")
 TIMES_PER = re.compile(
     r"\b(twice|(?:" + v.NUMBER_PATTERN + r")\s+times)\s+(?:a|an|per|each|every)\s+(day|week|month|year)\b"
 )
-COUNT = re.compile(r"\b(?:for\s+)?(?:a\s+total\s+of\s+)?(" + v.NUMBER_PATTERN + r")\s+(?:more\s+)?(?:times|occurrences)\b")
+COUNT = re.compile(
+    r"\b(?:for\s+)?(?:a\s+total\s+of\s+)?(" + v.NUMBER_PATTERN + r")\s+(?:more\s+)?(?:times|occurrences)\b"
+)
 FOR_UNITS = re.compile(r"\bfor\s+(?:the\s+next\s+)?(" + v.NUMBER_PATTERN + r")\s+(days|weeks|months|years)\b")
 UNTIL = re.compile(r"\b(?:until|till|through|ending(?:\s+on)?|up\s+to)\s+")
 REPEAT_WORDS = re.compile(r"\b(?:repeat(?:s|ing)?|recur(?:s|ring)?)\b")
@@ -143,7 +164,7 @@ def _interval(word: str | None) -> int:
         return 1
     if word == "other":
         return 2
-    if word in v.ORDINAL_WORDS or word[:1].isdigit() and not word.isdigit():
+    if word in v.ORDINAL_WORDS or (word[:1].isdigit() and not word.isdigit()):
         return max(1, dates.ordinal(word))
     return max(1, dates.number(word))
 
@@ -189,7 +210,7 @@ def take_repeat(message: Message, clock: Clock) -> Repeat:
     return repeat
 
 
-def _take_rule(message: Message) -> Repeat:  # noqa: PLR0911, PLR0912 - one pattern per way of saying it
+def _take_rule(message: Message) -> Repeat:
     match = message.search(TIMES_PER)
     if match:
         message.take_match(match)

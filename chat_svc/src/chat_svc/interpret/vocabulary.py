@@ -39,18 +39,72 @@ MONTH_PATTERN = "|".join(sorted(MONTHS, key=len, reverse=True))
 UNIT_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 IRREGULAR_PAST = frozenset(
-    "paid bought brought sent did wrote took made went got gave fed met ran rang sang drove ate drank swam spoke "
-    "told sold found kept left won built caught taught saw came held hung flew threw wore chose froze spent lent "
-    "swept slept heard said stood understood dug fixed sorted finished completed done".split()
+    [
+        "paid",
+        "bought",
+        "brought",
+        "sent",
+        "did",
+        "wrote",
+        "took",
+        "made",
+        "went",
+        "got",
+        "gave",
+        "fed",
+        "met",
+        "ran",
+        "rang",
+        "sang",
+        "drove",
+        "ate",
+        "drank",
+        "swam",
+        "spoke",
+        "told",
+        "sold",
+        "found",
+        "kept",
+        "left",
+        "won",
+        "built",
+        "caught",
+        "taught",
+        "saw",
+        "came",
+        "held",
+        "hung",
+        "flew",
+        "threw",
+        "wore",
+        "chose",
+        "froze",
+        "spent",
+        "lent",
+        "swept",
+        "slept",
+        "heard",
+        "said",
+        "stood",
+        "understood",
+        "dug",
+        "fixed",
+        "sorted",
+        "finished",
+        "completed",
+        "done",
+    ]
 )
 """Past tenses that start a report of something done ("paid the rent")."""
-AMBIGUOUS_PAST = frozenset("read put cut set let hit shut quit spread".split())
+AMBIGUOUS_PAST = frozenset(["read", "put", "cut", "set", "let", "hit", "shut", "quit", "spread"])
 """Past tenses spelled like the present: a report of something done only after "I" ("I read the report")."""
-NOT_PAST = frozenset("shred bed red wed embed bred sled".split())
+NOT_PAST = frozenset(["shred", "bed", "red", "wed", "embed", "bred", "sled"])
 
-ARTICLES = frozenset("the my our a an this that your these those".split())
+ARTICLES = frozenset(["the", "my", "our", "a", "an", "this", "that", "your", "these", "those"])
 PREVIOUS_WORDS = frozenset(
     ["it", "that", "this", "them", "this one", "that one", "those", "these", "the last one", "the previous one"]
 )
-TARGET_TRAILERS = frozenset("task tasks todo todos item items one reminder reminders".split())
-FILLER_WORDS = frozenset("please already now yet today too again also just actually finally".split())
+TARGET_TRAILERS = frozenset(["task", "tasks", "todo", "todos", "item", "items", "one", "reminder", "reminders"])
+FILLER_WORDS = frozenset(
+    ["please", "already", "now", "yet", "today", "too", "again", "also", "just", "actually", "finally"]
+)
