@@ -50,7 +50,7 @@ def _reminders(task: task_pb2.Task) -> list[str]:
     return out
 
 
-def _priority(value: int) -> str:
+def _priority(value: task_pb2.Priority.ValueType) -> str:
     return task_pb2.Priority.Name(value).removeprefix("PRIORITY_")
 
 
@@ -180,6 +180,7 @@ def report(name: str, rows: list[dict[str, Any]]) -> float:
 def test_evaluation_sets_are_large_varied_and_cover_every_kind() -> None:
     tuned, held_out = load("phrases.jsonl"), load("heldout.jsonl")
     assert len(tuned) >= 300 and len(held_out) >= 60
+
     def phrase(row: dict[str, Any]) -> tuple[str, str, str]:
         return row["text"], row["time_zone"], row["reference_time"]
 

@@ -512,20 +512,45 @@ _LIST_TAIL = re.compile(
 )
 _REMIND_AT = re.compile(r"(?:,?\s*(?:and\s+)?remind\s+me)\s+(?=(?:at|@|around|on|in|tomorrow|today|tonight|\d))")
 _EMPTY_TITLE = re.compile(r"^[\s\W_]*$")
-_TITLE_EDGE = re.compile(
-    r"^(?:(?:and|at|on|by|for|to|due|due\s+on|due\s+by|with|from|starting|then|also|every|in|it|me|please)\b[\s,]*)+|"
-    r"(?:[\s,]*\b(?:and|at|on|by|for|to|due|due\s+on|due\s+by|with|from|starting|then|also|every|in|of|the|a|"
-    r"please|it|remind\s+me|reminder|priority|it\s+is|repeat(?:ing|s)?|recurring)\b)+$"
+_LEADING_EDGE = frozenset(
+    [
+        "and",
+        "at",
+        "on",
+        "by",
+        "for",
+        "to",
+        "due",
+        "with",
+        "from",
+        "starting",
+        "then",
+        "also",
+        "every",
+        "in",
+        "it",
+        "me",
+        "please",
+    ]
 )
+_TRAILING_EDGE = _LEADING_EDGE | frozenset(
+    ["of", "the", "a", "reminder", "priority", "is", "repeat", "repeats", "repeating", "recurring"]
+)
+_EDGE_PUNCTUATION = " \t,;:-\u2013\u2014.!?\"'\u201c\u201d\u2018\u2019"
 
 
 def _title(text: str) -> str:
-    text = text.strip(" \t,;:-\u2013\u2014.!?\"'\u201c\u201d\u2018\u2019")
-    for _ in range(4):
-        new = _TITLE_EDGE.sub("", text).strip(" \t,;:-\u2013\u2014.!?")
-        if new == text:
-            break
-        text = new
+    # Word by word, not with a pattern anchored at the end: that would be quadratic on long text.
+    words = text.split(" ")
+    start, end = 0, len(words)
+    while start < end and words[start].strip(_EDGE_PUNCTUATION).lower() in _LEADING_EDGE | {""}:
+        start += 1
+    while end > start and (
+        words[end - 1].strip(_EDGE_PUNCTUATION).lower() in _TRAILING_EDGE | {""}
+        or (end - start >= 2 and " ".join(words[end - 2 : end]).strip(_EDGE_PUNCTUATION).lower() == "remind me")
+    ):
+        end -= 1
+    text = " ".join(words[start:end]).strip(_EDGE_PUNCTUATION)
     text = re.sub(r"\s+([,;:.!?])", r"\1", text)
     text = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", text).strip(" ,;:")
     if not text or _EMPTY_TITLE.match(text):
@@ -555,7 +580,7 @@ def _create(text: str, original: str, clock: Clock) -> chat_pb2.Intent:
         message.take_match(remind_at)
         after = message.tail(remind_at.end())
         remind_at_time = dates.take_when(after, clock)
-        taken = len(after.lower) - len(after.lower.lstrip("\x1f "))
+        taken = len(after.lower) - len(after.lower.lstrip("\x00 "))
         if remind_at_time.found and taken:
             message.take(remind_at.end(), remind_at.end() + taken)
         else:

@@ -75,7 +75,7 @@ ADVERB = re.compile(
     r"\b(daily|weekly|monthly|yearly|annually|hourly|nightly|fortnightly|quarterly)\b"
     r"(?:\s+on\s+(?:the\s+)?(" + _WD_LIST + r"|" + v.DAY_ORDINAL_PATTERN + r"))?"
     # an adverb, not an adjective ("the quarterly review"): the clause ends or another phrase follows
-    r"(?=\s*(?:$|[,;.!#\x1f]|(?:on|at|from|starting|until|till|for|in|and|by|p[1-4]|urgent|tag|tagged)\b))"
+    r"(?=\s*(?:$|[,;.!#\x00]|(?:on|at|from|starting|until|till|for|in|and|by|p[1-4]|urgent|tag|tagged)\b))"
 )
 EVERY_PART = re.compile(r"\b(?:every|each)\s+(morning|afternoon|evening|night)\b")
 TIMES_PER = re.compile(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from todo_kit import zoned
 
-CUT = "\x1f"
+CUT = "\x00"
 """Marks text taken out: no pattern matches across it, and the words either side stay apart."""
 _SPACES = re.compile(r"\s+")
 _CUTS = re.compile(CUT + "+")
