@@ -45,6 +45,20 @@ KEEPALIVE = (
     ("grpc.http2.max_ping_strikes", 0),
 )
 
+
+def pending_call_limits(max_concurrent_rpcs: int) -> tuple[tuple[str, int], ...]:
+    """How many arrived calls gRPC keeps waiting for the application to take up.
+
+    gRPC's defaults (1,000, randomly refusing more up to 3,000) cancel part of
+    a burst, such as thousands of live streams reconnecting after a restart,
+    before any handler sees it. The server takes every call it may run at once.
+    """
+    return (
+        ("grpc.server.max_pending_requests", max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * max_concurrent_rpcs),
+    )
+
+
 # Methods anyone may call without a token: probes and service discovery.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -278,7 +292,12 @@ class KitServer:
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
             interceptors=[*tracing, KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds)],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES), *KEEPALIVE],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                *KEEPALIVE,
+                *pending_call_limits(settings.max_concurrent_rpcs),
+            ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self.health = health.aio.HealthServicer()
