@@ -47,6 +47,11 @@ bench-reminders: $(INSTALLED)
 bench-notify: $(INSTALLED)
 	cd bench && ../$(PY) bench_notify.py --record
 
+# Interpret and SendMessage latency through the chat; figures appended to docs/benchmarks.md.
+.PHONY: bench-chat
+bench-chat: $(INSTALLED)
+	cd bench && ../$(PY) bench_chat.py --record
+
 # Randomized fault rounds: mixed load, kill -9 at a random moment, restart, check nothing lost or doubled
 # (several minutes for 100 rounds; figures in docs/reliability.md). A 3-round version runs in `make test`.
 ROUNDS ?= 100
