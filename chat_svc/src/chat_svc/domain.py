@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from todo_contracts.chat.v1 import chat_pb2
 from todo_contracts.reminder.v1 import reminder_pb2
@@ -144,10 +145,12 @@ class PendingQuestion:
         if not data:
             return None
         try:
-            intent = chat_pb2.Intent.FromString(base64.b64decode(data["intent"]))
-            return cls(QuestionKind(data["kind"]), intent, [str(t) for t in data["task_ids"]])
-        except (KeyError, ValueError, TypeError):
+            kind = QuestionKind(data["kind"])
+            intent = chat_pb2.Intent.FromString(base64.b64decode(data["intent"], validate=True))
+            task_ids = [str(t) for t in data["task_ids"]]
+        except (KeyError, ValueError, TypeError, DecodeError):
             return None
+        return cls(kind, intent, task_ids) if task_ids else None
 
 
 @dataclass
@@ -193,10 +196,10 @@ def resolve_reference(intent: chat_pb2.Intent, last_task_ids: Sequence[str]) -> 
 _NUMBER_ALONE = re.compile(r"^\s*(?:no\.?|number|#)?\s*(\d{1,3})\s*[.)!]?\s*$", re.IGNORECASE)
 
 
-def number_alone(text: str) -> int:
-    """The number of a message that is only a number ("2", "#2", "2."), else 0."""
+def number_alone(text: str) -> int | None:
+    """The number of a message that is only a number ("2", "#2", "2."), else None."""
     match = _NUMBER_ALONE.match(text)
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else None
 
 
 class AnswerOutcome(enum.Enum):
@@ -226,10 +229,10 @@ def read_answer(intent: chat_pb2.Intent, text: str, pending: PendingQuestion) ->
         if is_answer or intent.kind == chat_pb2.INTENT_KIND_UNSPECIFIED:
             return Answer(AnswerOutcome.DECLINED)
         return Answer(AnswerOutcome.NEW_COMMAND)
-    choice = intent.choice if is_answer else 0
-    if not choice and not is_answer:
+    choice: int | None = intent.choice if is_answer else None
+    if choice is None:
         choice = number_alone(text)
-        if not choice:
+        if choice is None:
             return Answer(AnswerOutcome.NEW_COMMAND)
     if is_answer and intent.confirmation == chat_pb2.CONFIRMATION_NO:
         return Answer(AnswerOutcome.DECLINED)
