@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from chat_fixtures import Chat, command, create_intent
 from google.protobuf import timestamp_pb2
 
+from chat_svc import storage
 from todo_contracts.chat.v1 import chat_pb2
 from todo_contracts.task.v1 import task_pb2
 from todo_kit.testing import violated_fields
@@ -159,3 +161,14 @@ async def test_interpret_returns_the_intent_for_the_reference_time_without_actin
 async def test_calls_without_a_token_are_unauthenticated(chat: Chat) -> None:
     error = await _refused(chat.chat.SendMessage(chat_pb2.SendMessageRequest(text="help", time_zone="UTC")))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_retry_after_the_response_was_lost_still_creates_one_task(chat: Chat) -> None:
+    chat.teach("add milk", create_intent("Buy milk"))
+    first = await chat.say("add milk", client_request_id="lost-1")
+    # As if the chat had acted and then crashed before storing its response.
+    async with chat.host.databases["todo_chat"].transaction() as conn:
+        await conn.execute(sa.delete(storage.answered_requests))
+    again = await chat.say("add milk", client_request_id="lost-1")
+    assert [t.task_id for t in await chat.listed()] == [first.actions[0].task.task_id]
+    assert again.actions[0].task.task_id == first.actions[0].task.task_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -13,11 +14,17 @@ from chat_svc.handlers import APP_ID, ChatServicer, MessageInterpreter
 from todo_contracts.chat.v1 import chat_pb2, chat_pb2_grpc
 from todo_kit.runtime.port import ServiceUnit, UnitContext, UnitWiring
 
+log = logging.getLogger(__name__)
+
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 
 class _RulesWhenFirstUsed:
-    """The rules interpreter (chat_svc.interpret), imported at its first message rather than at start-up."""
+    """The rules interpreter (chat_svc.interpret), imported at its first message rather than at start-up.
+
+    Where the package is not installed, every message gets a clarifying
+    question instead, so nothing is ever done on a guess.
+    """
 
     name = "rules"
 
@@ -26,10 +33,29 @@ class _RulesWhenFirstUsed:
 
     def interpret(self, text: str, time_zone: str, reference_time: datetime) -> chat_pb2.Intent:
         if self._rules is None:
-            from chat_svc.interpret import RulesInterpreter  # type: ignore[import-not-found, unused-ignore]
-
-            self._rules = RulesInterpreter()
+            self._rules = _rules_or_none()
         return self._rules.interpret(text, time_zone, reference_time)
+
+
+class _NothingUnderstood:
+    name = "none"
+
+    def interpret(self, text: str, time_zone: str, reference_time: datetime) -> chat_pb2.Intent:
+        return chat_pb2.Intent(
+            kind=chat_pb2.INTENT_KIND_UNSPECIFIED,
+            clarifying_question="Sorry, I can't understand messages on this server yet.",
+            interpreter=self.name,
+        )
+
+
+def _rules_or_none() -> MessageInterpreter:
+    try:
+        from chat_svc.interpret import RulesInterpreter  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        log.error("chat_svc.interpret is not installed: the chat understands no message")
+        return _NothingUnderstood()
+    rules: MessageInterpreter = RulesInterpreter()
+    return rules
 
 
 def build_unit(*, interpreter: MessageInterpreter | None = None) -> ServiceUnit:
