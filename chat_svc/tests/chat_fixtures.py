@@ -18,6 +18,7 @@ from task_svc.unit import unit as task_unit
 from todo_contracts.audit.v1 import audit_pb2_grpc
 from todo_contracts.chat.v1 import chat_pb2, chat_pb2_grpc
 from todo_contracts.common.v1 import common_pb2
+from todo_contracts.notify.v1 import notify_pb2_grpc
 from todo_contracts.reminder.v1 import reminder_pb2_grpc
 from todo_contracts.task.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from todo_kit.config import Settings
@@ -55,6 +56,7 @@ class Chat:
     tasks: task_service_pb2_grpc.TaskServiceStub
     reminders: reminder_pb2_grpc.ReminderServiceStub
     audit: audit_pb2_grpc.AuditServiceStub
+    notify: notify_pb2_grpc.NotificationServiceStub
     alice: Metadata
     bob: Metadata
     recorder: EventRecorder
@@ -105,6 +107,7 @@ async def running_chat(settings: Settings) -> AsyncIterator[Chat]:
             task_service_pb2_grpc.TaskServiceStub(channel),
             reminder_pb2_grpc.ReminderServiceStub(channel),
             audit_pb2_grpc.AuditServiceStub(channel),
+            notify_pb2_grpc.NotificationServiceStub(channel),
             bearer(settings, "alice"),
             bearer(settings, "bob"),
             recorder,

@@ -256,3 +256,29 @@ async def test_messages_of_one_conversation_at_once_are_all_kept_in_turn(chat: C
     assert len(conversation.messages) == 18
     roles = [m.role for m in conversation.messages]
     assert roles == [K.CHAT_ROLE_USER, K.CHAT_ROLE_ASSISTANT] * 9
+
+
+async def test_a_signing_secret_typed_in_chat_is_set_but_never_answered_stored_or_published(chat: Chat) -> None:
+    secret = "whsec_" + "A" * 32
+    request = notify_pb2.UpdateChannelSettingsRequest(
+        settings=notify_pb2.ChannelSettings(
+            webhook=notify_pb2.WebhookSettings(enabled=True, url="https://hooks.example.com/in", signing_secret=secret)
+        ),
+        update_mask=field_mask_pb2.FieldMask(paths=["webhook"]),
+    )
+    text = f"use my hook with secret {secret}"
+    chat.teach(text, chat_pb2.Intent(kind=K.INTENT_KIND_UPDATE_CHANNELS, channels_request=request))
+    response = await chat.say(text)
+    assert response.reply.startswith("Done: webhook on") and secret not in str(response)
+    conversation = await chat.chat.GetConversation(
+        chat_pb2.GetConversationRequest(conversation_id=response.conversation_id), metadata=chat.alice
+    )
+    assert secret not in str(conversation) and "whsec_[hidden]" in conversation.conversation.messages[0].text
+
+    async def published() -> list[object]:
+        return chat.recorder.events("todo.chat.v1.ChatMessageHandled")
+
+    [event] = await eventually(published)
+    assert secret not in str(event.message)  # type: ignore[attr-defined]
+    settings = await chat.notify.GetChannelSettings(notify_pb2.GetChannelSettingsRequest(), metadata=chat.alice)
+    assert settings.settings.webhook.signing_secret_set and "I made a signing secret" not in response.reply

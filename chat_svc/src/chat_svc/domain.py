@@ -103,6 +103,23 @@ def raise_if_any(violations: Violations) -> None:
         raise InvalidArgument(violations.items)
 
 
+_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
+
+
+def without_secrets(text: str) -> str:
+    """The text with every webhook signing secret in it hidden: it is stored and published on audit-events."""
+    return _SECRET.sub("whsec_[hidden]", text)
+
+
+def intent_without_secrets(intent: chat_pb2.Intent) -> chat_pb2.Intent:
+    """A copy of intent without the webhook signing secret a channel change may carry (write-only, never shown)."""
+    shown_intent = chat_pb2.Intent()
+    shown_intent.CopyFrom(intent)
+    if shown_intent.channels_request.settings.webhook.signing_secret:
+        shown_intent.channels_request.settings.webhook.signing_secret = "[hidden]"
+    return shown_intent
+
+
 def task_request_id(client_request_id: str, message_id: str) -> str:
     """The CreateTask request id of a chat message: the same for every retry of one client_request_id.
 

@@ -84,18 +84,21 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             message_id = new_id()
             situation = Situation(zone, now, state.memory, domain.task_request_id(request_id, message_id))
             turn = await self.assistant.respond(intent, text, situation)
+            # What is answered, stored and published never holds a signing secret the user typed.
+            shown_intent = domain.intent_without_secrets(intent)
+            shown_text = domain.without_secrets(text)
             response = chat_pb2.SendMessageResponse(
                 conversation_id=state.conversation_id,
                 reply=turn.reply,
                 actions=turn.actions,
                 needs_clarification=turn.needs_clarification,
-                intent=intent,
+                intent=shown_intent,
             )
             replied = zoned.now_utc()
             await repo.save(
                 state,
                 [
-                    StoredMessage(message_id, chat_pb2.CHAT_ROLE_USER, text, [], now),
+                    StoredMessage(message_id, chat_pb2.CHAT_ROLE_USER, shown_text, [], now),
                     StoredMessage(new_id(), chat_pb2.CHAT_ROLE_ASSISTANT, turn.reply, turn.actions, replied),
                 ],
                 replied,
@@ -103,9 +106,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             if request_id:
                 await repo.remember_answer(user, request_id, response.SerializeToString())
             event = chat_events.ChatMessageHandled(
-                user_id=user, conversation_id=state.conversation_id, text=text, intent=intent, reply=turn.reply,
+                user_id=user,
+                conversation_id=state.conversation_id,
+                text=shown_text,
+                intent=shown_intent,
+                reply=turn.reply,
                 actions=turn.actions,
-            )  # fmt: skip
+            )
             await self.outbox.add_event(conn, event, subject=state.conversation_id)
         return response
 
