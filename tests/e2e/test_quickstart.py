@@ -14,6 +14,7 @@ import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from host_process import HostProcess
@@ -120,4 +121,39 @@ async def test_quickstart_reminder_on_a_grpcurl_stream_and_the_tasks_history(hos
 
     types = await eventually(history, timeout=30)
     assert "todo.task.v1.TaskCreated" in types and "todo.reminder.v1.ReminderDue" in types
+    host_process.kill(signal.SIGTERM)
+
+
+@pytest.mark.skipif(GRPCURL is None, reason="grpcurl is not built; run `make grpcurl`")
+async def test_quickstart_chat_adds_a_reminded_task_and_completes_it(host_process: HostProcess) -> None:
+    """The README's chat steps: one sentence makes a task with its reminder, another completes it."""
+    host_process.start()
+    await host_process.wait_serving()
+    token = host_process.bearer("alice")[0][1].removeprefix("Bearer ")
+    chat = "todo.chat.v1.ChatService/SendMessage"
+    added = grpcurl(
+        host_process.address, token, chat,
+        {"text": "remind me to water the roses tomorrow at 7pm", "time_zone": "Europe/Berlin"},
+    )  # fmt: skip
+    [action] = added["actions"]  # type: ignore[misc]
+    task = action["task"]
+    tomorrow = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(days=1)).date()
+    assert task["title"] == "Water the roses"
+    assert task["due"]["local_time"] == f"{tomorrow.isoformat()}T19:00:00"
+    assert task["due"]["time_zone"] == "Europe/Berlin"
+    reminders = grpcurl(
+        host_process.address, token, "todo.reminder.v1.ReminderService/ListReminders", {"task_id": task["task_id"]}
+    )
+    assert len(reminders["reminders"]) == 1  # type: ignore[arg-type]
+    assert "Water the roses" in str(added["reply"])
+
+    done = grpcurl(
+        host_process.address, token, chat,
+        {"conversation_id": added["conversation_id"], "text": "watered the roses", "time_zone": "Europe/Berlin"},
+    )  # fmt: skip
+    assert [a["task"]["task_id"] for a in done["actions"]] == [task["task_id"]]  # type: ignore[index, union-attr]
+    listed = grpcurl(
+        host_process.address, token, "todo.task.v1.TaskService/ListTasks", {"statuses": ["TASK_STATUS_COMPLETED"]}
+    )
+    assert [t["task_id"] for t in listed["tasks"]] == [task["task_id"]]  # type: ignore[union-attr, index]
     host_process.kill(signal.SIGTERM)
