@@ -13,6 +13,7 @@ from notify_fixtures import Notify, Stream, eventually, notify_unit, open_stream
 
 from notify_svc.live import LISTENER_NAME
 from notify_svc.settings import NotifySettings
+from notify_svc.storage import NotificationRepository
 from todo_contracts import envelope
 from todo_contracts.notify.v1 import notify_pb2, notify_pb2_grpc
 from todo_contracts.reminder.v1 import events_pb2 as reminder_events
@@ -118,6 +119,29 @@ async def test_a_quiet_stream_gets_heartbeats_with_the_last_id_it_sent(kit_setti
         sent = await stream.next_notification()
         beat = await stream.next()
         assert beat.HasField("heartbeat") and beat.heartbeat.last_notification_id == sent.notification_id
+        stream.close()
+
+
+async def test_an_idle_stream_reads_the_database_only_when_woken(
+    kit_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten thousand idle streams must cost heartbeats, not a query per heartbeat each."""
+    reads: list[str] = []
+    original = NotificationRepository.after
+
+    async def counted(self: NotificationRepository, user: str, *args: object, **kwargs: object) -> object:
+        reads.append(user)
+        return await original(self, user, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NotificationRepository, "after", counted)
+    async with running_notify(kit_settings, notify_unit(NotifySettings(heartbeat_seconds=1))) as notify:
+        stream = open_stream(notify)
+        for _ in range(4):  # the first message and three heartbeats
+            assert (await stream.next()).HasField("heartbeat")
+        assert reads == ["alice"]  # the first read only
+        await notify.due()
+        await stream.next_notification()
+        assert len(reads) == 2  # woken once by the new notification
         stream.close()
 
 

@@ -483,20 +483,27 @@ class NotificationServicer(notify_pb2_grpc.NotificationServiceServicer):
             yield self._heartbeat(last_id)
             loop = asyncio.get_running_loop()
             quiet_since = loop.time()
+            # The database is read at the start and after each wake-up only: an
+            # idle stream costs a heartbeat now and then, never a query.
+            must_read = True
             while not self.feed.closed:
-                subscriber.wake.clear()
-                async with self.db.engine.connect() as conn:
-                    page = await NotificationRepository(conn).after(user, subscriber.last_seq, domain.REPLAY_PAGE)
-                for seq, notification in page:
-                    yield notify_pb2.StreamNotificationsResponse(notification=notification)
-                    subscriber.last_seq, last_id = seq, notification.notification_id
-                    quiet_since = loop.time()
-                if len(page) == domain.REPLAY_PAGE:
-                    continue  # more to replay
+                if must_read:
+                    subscriber.wake.clear()
+                    async with self.db.engine.connect() as conn:
+                        repo = NotificationRepository(conn)
+                        page = await repo.after(user, subscriber.last_seq, domain.REPLAY_PAGE)
+                    for seq, notification in page:
+                        yield notify_pb2.StreamNotificationsResponse(notification=notification)
+                        subscriber.last_seq, last_id = seq, notification.notification_id
+                        quiet_since = loop.time()
+                    if len(page) == domain.REPLAY_PAGE:
+                        continue  # more to replay
                 left = quiet_since + self.settings.heartbeat_seconds - loop.time()
                 if left > 0 and await _woken(subscriber.wake, left):
+                    must_read = True
                     continue
-                if not subscriber.wake.is_set() and not self.feed.closed:
+                must_read = subscriber.wake.is_set()
+                if not must_read and not self.feed.closed:
                     yield self._heartbeat(last_id)
                     quiet_since = loop.time()
             raise ServerStopping()
