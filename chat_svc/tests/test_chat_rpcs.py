@@ -158,6 +158,21 @@ async def test_interpret_returns_the_intent_for_the_reference_time_without_actin
     assert await chat.listed() == []
 
 
+async def test_interpret_refuses_a_reference_time_whose_dates_cannot_be_written(chat: Chat) -> None:
+    """Year 1 in a zone ahead of UTC (found by the fuzzer) was an INTERNAL error."""
+    for seconds in (-62_135_596_800, 253_402_300_000 - 86_400):  # 0001-01-01 and the last day of 9999
+        error = await _refused(
+            chat.chat.Interpret(
+                chat_pb2.InterpretRequest(
+                    text="m", time_zone="Pacific/Kiritimati", reference_time=timestamp_pb2.Timestamp(seconds=seconds)
+                ),
+                metadata=chat.alice,
+            )
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violated_fields(error) == ["reference_time"]
+
+
 async def test_calls_without_a_token_are_unauthenticated(chat: Chat) -> None:
     error = await _refused(chat.chat.SendMessage(chat_pb2.SendMessageRequest(text="help", time_zone="UTC")))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED

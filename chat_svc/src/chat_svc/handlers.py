@@ -25,6 +25,10 @@ APP_ID = "chat_svc"
 Context = ServicerContext
 
 
+REFERENCE_YEARS = (1900, 9000)
+"""The years a reference time of Interpret may fall in."""
+
+
 class MessageInterpreter(Protocol):
     """What the chat needs of an interpreter (chat_svc.interpret.Interpreter has this shape).
 
@@ -120,10 +124,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         violations = Violations()
         text = domain.checked_text(request.text, violations)
         domain.check_zone(request.time_zone, violations)
-        domain.raise_if_any(violations)
         reference = (
             request.reference_time.ToDatetime(tzinfo=UTC) if request.HasField("reference_time") else zoned.now_utc()
         )
+        # Dates a year or more ahead are resolved from it in every zone: it must stay well inside 1..9999.
+        if not REFERENCE_YEARS[0] <= reference.year <= REFERENCE_YEARS[1]:
+            violations.add("reference_time", f"must be between the years {REFERENCE_YEARS[0]} and {REFERENCE_YEARS[1]}")
+        domain.raise_if_any(violations)
         return chat_pb2.InterpretResponse(intent=self._interpret(text, request.time_zone, reference))
 
     async def GetConversation(
