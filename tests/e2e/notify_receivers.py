@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -16,13 +15,8 @@ from typing import Any
 
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from host_process import free_port
 from standardwebhooks import Webhook
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

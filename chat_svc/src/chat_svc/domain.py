@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -19,7 +20,7 @@ from todo_contracts.chat.v1 import chat_pb2
 from todo_contracts.reminder.v1 import reminder_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
 from todo_kit import inputs, zoned
-from todo_kit.errors import InvalidArgument, Violations, shown
+from todo_kit.errors import Violations, shown
 
 TEXT_MAX = 4000
 """The longest message, after stripping surrounding white space (the interpreter's MAX_TEXT_CHARS)."""
@@ -97,10 +98,15 @@ def checked_conversation_id(value: str, violations: Violations, *, required: boo
     return canonical
 
 
-def raise_if_any(violations: Violations) -> None:
-    """InvalidArgument naming every bad field, if any."""
-    if violations.items:
-        raise InvalidArgument(violations.items)
+REFERENCE_YEARS = (1900, 9000)
+"""The years a reference time of Interpret may fall in: dates a year or more ahead are resolved from it in every
+zone, so it must stay well inside 1..9999."""
+
+
+def check_reference_time(reference: datetime, violations: Violations) -> None:
+    """Interpret's "now" must leave room for the dates resolved from it."""
+    if not REFERENCE_YEARS[0] <= reference.year <= REFERENCE_YEARS[1]:
+        violations.add("reference_time", f"must be between the years {REFERENCE_YEARS[0]} and {REFERENCE_YEARS[1]}")
 
 
 _SECRET = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")

@@ -25,10 +25,6 @@ APP_ID = "chat_svc"
 Context = ServicerContext
 
 
-REFERENCE_YEARS = (1900, 9000)
-"""The years a reference time of Interpret may fall in."""
-
-
 class MessageInterpreter(Protocol):
     """What the chat needs of an interpreter (chat_svc.interpret.Interpreter has this shape).
 
@@ -65,7 +61,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         domain.check_zone(request.time_zone, violations)
         conversation_id = domain.checked_conversation_id(request.conversation_id, violations)
         domain.check_request_id(request.client_request_id, violations)
-        domain.raise_if_any(violations)
+        violations.raise_if_any()
         zone = zoned.zone_named(request.time_zone)
         request_id = request.client_request_id
         now = zoned.now_utc()
@@ -127,10 +123,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         reference = (
             request.reference_time.ToDatetime(tzinfo=UTC) if request.HasField("reference_time") else zoned.now_utc()
         )
-        # Dates a year or more ahead are resolved from it in every zone: it must stay well inside 1..9999.
-        if not REFERENCE_YEARS[0] <= reference.year <= REFERENCE_YEARS[1]:
-            violations.add("reference_time", f"must be between the years {REFERENCE_YEARS[0]} and {REFERENCE_YEARS[1]}")
-        domain.raise_if_any(violations)
+        domain.check_reference_time(reference, violations)
+        violations.raise_if_any()
         return chat_pb2.InterpretResponse(intent=self._interpret(text, request.time_zone, reference))
 
     async def GetConversation(
@@ -139,7 +133,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         user = current_user()
         violations = Violations()
         conversation_id = domain.checked_conversation_id(request.conversation_id, violations, required=True)
-        domain.raise_if_any(violations)
+        violations.raise_if_any()
         async with self.db.engine.connect() as conn:
             found = await ConversationRepository(conn).conversation(user, conversation_id, domain.MESSAGES_RETURNED)
         if found is None:
