@@ -141,10 +141,15 @@ async def test_quickstart_chat_adds_a_reminded_task_and_completes_it(host_proces
     assert task["title"] == "Water the roses"
     assert task["due"]["local_time"] == f"{tomorrow.isoformat()}T19:00:00"
     assert task["due"]["time_zone"] == "Europe/Berlin"
-    reminders = grpcurl(
-        host_process.address, token, "todo.reminder.v1.ReminderService/ListReminders", {"task_id": task["task_id"]}
-    )
-    assert len(reminders["reminders"]) == 1  # type: ignore[arg-type]
+
+    # The reminder service makes the reminder from the TaskCreated event, a moment after the reply.
+    async def reminders() -> list[object]:
+        listed = grpcurl(
+            host_process.address, token, "todo.reminder.v1.ReminderService/ListReminders", {"task_id": task["task_id"]}
+        )
+        return listed.get("reminders", [])  # type: ignore[return-value]
+
+    assert len(await eventually(reminders, timeout=10, interval=0.2)) == 1
     assert "Water the roses" in str(added["reply"])
 
     done = grpcurl(
