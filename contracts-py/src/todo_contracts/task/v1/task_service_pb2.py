@@ -25,11 +25,12 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from todo_contracts.common.v1 import common_pb2 as todo_dot_common_dot_v1_dot_common__pb2
 from todo_contracts.task.v1 import task_pb2 as todo_dot_task_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftodo/task/v1/task_service.proto\x12\x0ctodo.task.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1btodo/common/v1/common.proto\x1a\x17todo/task/v1/task.proto\"V\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.TaskB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"6\n\x12\x43reateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\'\n\x0eGetTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\x8c\x01\n\x11UpdateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.TaskB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"6\n\x12UpdateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"F\n\x13\x43ompleteTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"D\n\x11ReopenTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"6\n\x12ReopenTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"X\n\x11\x44\x65leteTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12\x12\n\nend_series\x18\x03 \x01(\x08\"6\n\x12\x44\x65leteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\xf2\x02\n\x10ListTasksRequest\x12*\n\x08statuses\x18\x01 \x03(\x0e\x32\x18.todo.task.v1.TaskStatus\x12*\n\npriorities\x18\x02 \x03(\x0e\x32\x16.todo.task.v1.Priority\x12\x10\n\x08tags_any\x18\x03 \x03(\t\x12\x10\n\x08tags_all\x18\x04 \x03(\t\x12,\n\tdue_range\x18\x05 \x01(\x0b\x32\x19.todo.common.v1.TimeRange\x12\x0f\n\x07overdue\x18\x06 \x01(\x08\x12\r\n\x05query\x18\x07 \x01(\t\x12\x11\n\tseries_id\x18\x08 \x01(\t\x12+\n\x08order_by\x18\t \x01(\x0e\x32\x19.todo.task.v1.TaskOrderBy\x12-\n\nsort_order\x18\n \x01(\x0e\x32\x19.todo.common.v1.SortOrder\x12\x11\n\tpage_size\x18\x0b \x01(\x05\x12\x12\n\npage_token\x18\x0c \x01(\t\"c\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.todo.task.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03*\xd8\x01\n\x0bTaskOrderBy\x12\x1d\n\x19TASK_ORDER_BY_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_ORDER_BY_DUE_TIME\x10\x01\x12\x1a\n\x16TASK_ORDER_BY_PRIORITY\x10\x02\x12\x1d\n\x19TASK_ORDER_BY_CREATE_TIME\x10\x03\x12\x1d\n\x19TASK_ORDER_BY_UPDATE_TIME\x10\x04\x12\x17\n\x13TASK_ORDER_BY_TITLE\x10\x05\x12\x1b\n\x17TASK_ORDER_BY_RELEVANCE\x10\x06\x32\x99\x06\n\x0bTaskService\x12\x65\n\nCreateTask\x12\x1f.todo.task.v1.CreateTaskRequest\x1a .todo.task.v1.CreateTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x63\n\x07GetTask\x12\x1c.todo.task.v1.GetTaskRequest\x1a\x1d.todo.task.v1.GetTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/tasks/{task_id}\x12w\n\nUpdateTask\x12\x1f.todo.task.v1.UpdateTaskRequest\x1a .todo.task.v1.UpdateTaskResponse\"&\x82\xd3\xe4\x93\x02 2\x18/v1/tasks/{task.task_id}:\x04task\x12~\n\x0c\x43ompleteTask\x12!.todo.task.v1.CompleteTaskRequest\x1a\".todo.task.v1.CompleteTaskResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/tasks/{task_id}:complete:\x01*\x12v\n\nReopenTask\x12\x1f.todo.task.v1.ReopenTaskRequest\x1a .todo.task.v1.ReopenTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:reopen:\x01*\x12l\n\nDeleteTask\x12\x1f.todo.task.v1.DeleteTaskRequest\x1a .todo.task.v1.DeleteTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/tasks/{task_id}\x12_\n\tListTasks\x12\x1e.todo.task.v1.ListTasksRequest\x1a\x1f.todo.task.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasksb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftodo/task/v1/task_service.proto\x12\x0ctodo.task.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1btodo/common/v1/common.proto\x1a\x17todo/task/v1/task.proto\"V\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.TaskB\x04\xe2\x41\x01\x02\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\"6\n\x12\x43reateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\'\n\x0eGetTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\x8c\x01\n\x11UpdateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.TaskB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"6\n\x12UpdateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"F\n\x13\x43ompleteTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"8\n\x14\x43ompleteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"D\n\x11ReopenTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"6\n\x12ReopenTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"X\n\x11\x44\x65leteTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12\x12\n\nend_series\x18\x03 \x01(\x08\"6\n\x12\x44\x65leteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.todo.task.v1.Task\"\xf2\x02\n\x10ListTasksRequest\x12*\n\x08statuses\x18\x01 \x03(\x0e\x32\x18.todo.task.v1.TaskStatus\x12*\n\npriorities\x18\x02 \x03(\x0e\x32\x16.todo.task.v1.Priority\x12\x10\n\x08tags_any\x18\x03 \x03(\t\x12\x10\n\x08tags_all\x18\x04 \x03(\t\x12,\n\tdue_range\x18\x05 \x01(\x0b\x32\x19.todo.common.v1.TimeRange\x12\x0f\n\x07overdue\x18\x06 \x01(\x08\x12\r\n\x05query\x18\x07 \x01(\t\x12\x11\n\tseries_id\x18\x08 \x01(\t\x12+\n\x08order_by\x18\t \x01(\x0e\x32\x19.todo.task.v1.TaskOrderBy\x12-\n\nsort_order\x18\n \x01(\x0e\x32\x19.todo.common.v1.SortOrder\x12\x11\n\tpage_size\x18\x0b \x01(\x05\x12\x12\n\npage_token\x18\x0c \x01(\t\"c\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.todo.task.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"0\n\x18StreamTaskChangesRequest\x12\x14\n\x0cresume_after\x18\x01 \x01(\t\"y\n\x19StreamTaskChangesResponse\x12(\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x18.todo.task.v1.TaskChange\x12\x32\n\theartbeat\x18\x02 \x01(\x0b\x32\x1f.todo.task.v1.TaskFeedHeartbeat\"\x9d\x01\n\nTaskChange\x12\x11\n\tchange_id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.todo.task.v1.TaskChangeKind\x12 \n\x04task\x18\x03 \x01(\x0b\x32\x12.todo.task.v1.Task\x12.\n\nchanged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x11TaskFeedHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elast_change_id\x18\x02 \x01(\t*\xd8\x01\n\x0bTaskOrderBy\x12\x1d\n\x19TASK_ORDER_BY_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_ORDER_BY_DUE_TIME\x10\x01\x12\x1a\n\x16TASK_ORDER_BY_PRIORITY\x10\x02\x12\x1d\n\x19TASK_ORDER_BY_CREATE_TIME\x10\x03\x12\x1d\n\x19TASK_ORDER_BY_UPDATE_TIME\x10\x04\x12\x17\n\x13TASK_ORDER_BY_TITLE\x10\x05\x12\x1b\n\x17TASK_ORDER_BY_RELEVANCE\x10\x06*\xcb\x01\n\x0eTaskChangeKind\x12 \n\x1cTASK_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_CHANGE_KIND_CREATED\x10\x01\x12\x1c\n\x18TASK_CHANGE_KIND_UPDATED\x10\x02\x12\x1e\n\x1aTASK_CHANGE_KIND_COMPLETED\x10\x03\x12\x1d\n\x19TASK_CHANGE_KIND_REOPENED\x10\x04\x12\x1c\n\x18TASK_CHANGE_KIND_DELETED\x10\x05\x32\x9c\x07\n\x0bTaskService\x12\x65\n\nCreateTask\x12\x1f.todo.task.v1.CreateTaskRequest\x1a .todo.task.v1.CreateTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x63\n\x07GetTask\x12\x1c.todo.task.v1.GetTaskRequest\x1a\x1d.todo.task.v1.GetTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/tasks/{task_id}\x12w\n\nUpdateTask\x12\x1f.todo.task.v1.UpdateTaskRequest\x1a .todo.task.v1.UpdateTaskResponse\"&\x82\xd3\xe4\x93\x02 2\x18/v1/tasks/{task.task_id}:\x04task\x12~\n\x0c\x43ompleteTask\x12!.todo.task.v1.CompleteTaskRequest\x1a\".todo.task.v1.CompleteTaskResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/tasks/{task_id}:complete:\x01*\x12v\n\nReopenTask\x12\x1f.todo.task.v1.ReopenTaskRequest\x1a .todo.task.v1.ReopenTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:reopen:\x01*\x12l\n\nDeleteTask\x12\x1f.todo.task.v1.DeleteTaskRequest\x1a .todo.task.v1.DeleteTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/tasks/{task_id}\x12_\n\tListTasks\x12\x1e.todo.task.v1.ListTasksRequest\x1a\x1f.todo.task.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12\x80\x01\n\x11StreamTaskChanges\x12&.todo.task.v1.StreamTaskChangesRequest\x1a\'.todo.task.v1.StreamTaskChangesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/tasks:stream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,36 +65,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['DeleteTask']._serialized_options = b'\202\323\344\223\002\025*\023/v1/tasks/{task_id}'
   _globals['_TASKSERVICE'].methods_by_name['ListTasks']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tasks'
-  _globals['_TASKORDERBY']._serialized_start=1514
-  _globals['_TASKORDERBY']._serialized_end=1730
-  _globals['_CREATETASKREQUEST']._serialized_start=200
-  _globals['_CREATETASKREQUEST']._serialized_end=286
-  _globals['_CREATETASKRESPONSE']._serialized_start=288
-  _globals['_CREATETASKRESPONSE']._serialized_end=342
-  _globals['_GETTASKREQUEST']._serialized_start=344
-  _globals['_GETTASKREQUEST']._serialized_end=383
-  _globals['_GETTASKRESPONSE']._serialized_start=385
-  _globals['_GETTASKRESPONSE']._serialized_end=436
-  _globals['_UPDATETASKREQUEST']._serialized_start=439
-  _globals['_UPDATETASKREQUEST']._serialized_end=579
-  _globals['_UPDATETASKRESPONSE']._serialized_start=581
-  _globals['_UPDATETASKRESPONSE']._serialized_end=635
-  _globals['_COMPLETETASKREQUEST']._serialized_start=637
-  _globals['_COMPLETETASKREQUEST']._serialized_end=707
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=709
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=765
-  _globals['_REOPENTASKREQUEST']._serialized_start=767
-  _globals['_REOPENTASKREQUEST']._serialized_end=835
-  _globals['_REOPENTASKRESPONSE']._serialized_start=837
-  _globals['_REOPENTASKRESPONSE']._serialized_end=891
-  _globals['_DELETETASKREQUEST']._serialized_start=893
-  _globals['_DELETETASKREQUEST']._serialized_end=981
-  _globals['_DELETETASKRESPONSE']._serialized_start=983
-  _globals['_DELETETASKRESPONSE']._serialized_end=1037
-  _globals['_LISTTASKSREQUEST']._serialized_start=1040
-  _globals['_LISTTASKSREQUEST']._serialized_end=1410
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1412
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1511
-  _globals['_TASKSERVICE']._serialized_start=1733
-  _globals['_TASKSERVICE']._serialized_end=2526
+  _globals['_TASKSERVICE'].methods_by_name['StreamTaskChanges']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['StreamTaskChanges']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/tasks:stream'
+  _globals['_TASKORDERBY']._serialized_start=1974
+  _globals['_TASKORDERBY']._serialized_end=2190
+  _globals['_TASKCHANGEKIND']._serialized_start=2193
+  _globals['_TASKCHANGEKIND']._serialized_end=2396
+  _globals['_CREATETASKREQUEST']._serialized_start=233
+  _globals['_CREATETASKREQUEST']._serialized_end=319
+  _globals['_CREATETASKRESPONSE']._serialized_start=321
+  _globals['_CREATETASKRESPONSE']._serialized_end=375
+  _globals['_GETTASKREQUEST']._serialized_start=377
+  _globals['_GETTASKREQUEST']._serialized_end=416
+  _globals['_GETTASKRESPONSE']._serialized_start=418
+  _globals['_GETTASKRESPONSE']._serialized_end=469
+  _globals['_UPDATETASKREQUEST']._serialized_start=472
+  _globals['_UPDATETASKREQUEST']._serialized_end=612
+  _globals['_UPDATETASKRESPONSE']._serialized_start=614
+  _globals['_UPDATETASKRESPONSE']._serialized_end=668
+  _globals['_COMPLETETASKREQUEST']._serialized_start=670
+  _globals['_COMPLETETASKREQUEST']._serialized_end=740
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=742
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=798
+  _globals['_REOPENTASKREQUEST']._serialized_start=800
+  _globals['_REOPENTASKREQUEST']._serialized_end=868
+  _globals['_REOPENTASKRESPONSE']._serialized_start=870
+  _globals['_REOPENTASKRESPONSE']._serialized_end=924
+  _globals['_DELETETASKREQUEST']._serialized_start=926
+  _globals['_DELETETASKREQUEST']._serialized_end=1014
+  _globals['_DELETETASKRESPONSE']._serialized_start=1016
+  _globals['_DELETETASKRESPONSE']._serialized_end=1070
+  _globals['_LISTTASKSREQUEST']._serialized_start=1073
+  _globals['_LISTTASKSREQUEST']._serialized_end=1443
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1445
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1544
+  _globals['_STREAMTASKCHANGESREQUEST']._serialized_start=1546
+  _globals['_STREAMTASKCHANGESREQUEST']._serialized_end=1594
+  _globals['_STREAMTASKCHANGESRESPONSE']._serialized_start=1596
+  _globals['_STREAMTASKCHANGESRESPONSE']._serialized_end=1717
+  _globals['_TASKCHANGE']._serialized_start=1720
+  _globals['_TASKCHANGE']._serialized_end=1877
+  _globals['_TASKFEEDHEARTBEAT']._serialized_start=1879
+  _globals['_TASKFEEDHEARTBEAT']._serialized_end=1971
+  _globals['_TASKSERVICE']._serialized_start=2399
+  _globals['_TASKSERVICE']._serialized_end=3323
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from todo_contracts.common.v1 import common_pb2 as _common_pb2
@@ -61,6 +62,42 @@ TASK_ORDER_BY_TITLE: TaskOrderBy.ValueType  # 5
 TASK_ORDER_BY_RELEVANCE: TaskOrderBy.ValueType  # 6
 """Search relevance (needs a query)."""
 Global___TaskOrderBy: _TypeAlias = TaskOrderBy  # noqa: Y015
+
+class _TaskChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_CHANGE_KIND_UNSPECIFIED: _TaskChangeKind.ValueType  # 0
+    """Not set."""
+    TASK_CHANGE_KIND_CREATED: _TaskChangeKind.ValueType  # 1
+    """The task was created (by the user or as a series' next occurrence)."""
+    TASK_CHANGE_KIND_UPDATED: _TaskChangeKind.ValueType  # 2
+    """Its fields changed."""
+    TASK_CHANGE_KIND_COMPLETED: _TaskChangeKind.ValueType  # 3
+    """It was completed."""
+    TASK_CHANGE_KIND_REOPENED: _TaskChangeKind.ValueType  # 4
+    """It was reopened."""
+    TASK_CHANGE_KIND_DELETED: _TaskChangeKind.ValueType  # 5
+    """It was deleted; task holds its last state."""
+
+class TaskChangeKind(_TaskChangeKind, metaclass=_TaskChangeKindEnumTypeWrapper):
+    """What happened to a task."""
+
+TASK_CHANGE_KIND_UNSPECIFIED: TaskChangeKind.ValueType  # 0
+"""Not set."""
+TASK_CHANGE_KIND_CREATED: TaskChangeKind.ValueType  # 1
+"""The task was created (by the user or as a series' next occurrence)."""
+TASK_CHANGE_KIND_UPDATED: TaskChangeKind.ValueType  # 2
+"""Its fields changed."""
+TASK_CHANGE_KIND_COMPLETED: TaskChangeKind.ValueType  # 3
+"""It was completed."""
+TASK_CHANGE_KIND_REOPENED: TaskChangeKind.ValueType  # 4
+"""It was reopened."""
+TASK_CHANGE_KIND_DELETED: TaskChangeKind.ValueType  # 5
+"""It was deleted; task holds its last state."""
+Global___TaskChangeKind: _TypeAlias = TaskChangeKind  # noqa: Y015
 
 @_typing.final
 class CreateTaskRequest(_message.Message):
@@ -503,3 +540,130 @@ class ListTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class StreamTaskChangesRequest(_message.Message):
+    """Request of StreamTaskChanges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESUME_AFTER_FIELD_NUMBER: _builtins.int
+    resume_after: _builtins.str
+    """Replay the changes after this one before streaming live ones, so a
+    reconnecting page misses nothing; empty streams only new ones. An id the
+    user does not have is NOT_FOUND; one older than the kept history is
+    OUT_OF_RANGE (reload the list with ListTasks, then stream without it).
+    """
+    def __init__(
+        self,
+        *,
+        resume_after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_after", b"resume_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTaskChangesRequest: _TypeAlias = StreamTaskChangesRequest  # noqa: Y015
+
+@_typing.final
+class StreamTaskChangesResponse(_message.Message):
+    """One message of the StreamTaskChanges stream: a change, or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___TaskChange:
+        """A change to one of the user's tasks; unset in a heartbeat."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___TaskFeedHeartbeat:
+        """Set in a heartbeat: the first message of every stream, and one more
+        whenever the stream was quiet for a while, so proxies keep it open and
+        the client knows it is alive.
+        """
+
+    def __init__(
+        self,
+        *,
+        change: Global___TaskChange | None = ...,
+        heartbeat: Global___TaskFeedHeartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTaskChangesResponse: _TypeAlias = StreamTaskChangesResponse  # noqa: Y015
+
+@_typing.final
+class TaskChange(_message.Message):
+    """One committed change to a task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    """Identifies the change in the user's feed; what to pass as resume_after."""
+    kind: Global___TaskChangeKind.ValueType
+    """What happened."""
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task as the change left it (its last state when deleted)."""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change committed."""
+
+    def __init__(
+        self,
+        *,
+        change_id: _builtins.str = ...,
+        kind: Global___TaskChangeKind.ValueType = ...,
+        task: _task_pb2.Task | None = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_id", b"change_id", "changed_at", b"changed_at", "kind", b"kind", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskChange: _TypeAlias = TaskChange  # noqa: Y015
+
+@_typing.final
+class TaskFeedHeartbeat(_message.Message):
+    """A sign of life on a quiet task feed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_TIME_FIELD_NUMBER: _builtins.int
+    LAST_CHANGE_ID_FIELD_NUMBER: _builtins.int
+    last_change_id: _builtins.str
+    """Id of the newest change the stream has sent (or the resume_after it
+    started from); what to pass as resume_after after a reconnect.
+    """
+    @_builtins.property
+    def server_time(self) -> _timestamp_pb2.Timestamp:
+        """The server's clock when it was sent."""
+
+    def __init__(
+        self,
+        *,
+        server_time: _timestamp_pb2.Timestamp | None = ...,
+        last_change_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_change_id", b"last_change_id", "server_time", b"server_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskFeedHeartbeat: _TypeAlias = TaskFeedHeartbeat  # noqa: Y015

@@ -72,6 +72,11 @@ class TaskServiceStub:
                 request_serializer=todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.StreamTaskChanges = channel.unary_stream(
+                '/todo.task.v1.TaskService/StreamTaskChanges',
+                request_serializer=todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesRequest.SerializeToString,
+                response_deserializer=todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -134,6 +139,17 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTaskChanges(self, request, context):
+        """Streams changes to the user's tasks as they commit, whoever made them (a
+        chat in another tab, another client, the recurrence engine): a heartbeat
+        first, then each change once, in the order they committed. A reconnecting
+        client passes the last change_id it saw as resume_after and misses
+        nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +187,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksRequest.FromString,
                     response_serializer=todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'StreamTaskChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTaskChanges,
+                    request_deserializer=todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesRequest.FromString,
+                    response_serializer=todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +386,33 @@ class TaskService:
             '/todo.task.v1.TaskService/ListTasks',
             todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
             todo_dot_task_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTaskChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/todo.task.v1.TaskService/StreamTaskChanges',
+            todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesRequest.SerializeToString,
+            todo_dot_task_dot_v1_dot_task__service__pb2.StreamTaskChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

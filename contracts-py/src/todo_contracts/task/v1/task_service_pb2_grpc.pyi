@@ -60,6 +60,13 @@ class TaskServiceStub:
     """Finds tasks by status, priority, tags, due time and words, sorted and
     paginated.
     """
+    StreamTaskChanges: _grpc.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskChangesRequest, _task_service_pb2.StreamTaskChangesResponse]
+    """Streams changes to the user's tasks as they commit, whoever made them (a
+    chat in another tab, another client, the recurrence engine): a heartbeat
+    first, then each change once, in the order they committed. A reconnecting
+    client passes the last change_id it saw as resume_after and misses
+    nothing.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -92,6 +99,13 @@ class TaskServiceAsyncStub(TaskServiceStub):
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
     """Finds tasks by status, priority, tags, due time and words, sorted and
     paginated.
+    """
+    StreamTaskChanges: _aio.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskChangesRequest, _task_service_pb2.StreamTaskChangesResponse]  # type: ignore[assignment]
+    """Streams changes to the user's tasks as they commit, whoever made them (a
+    chat in another tab, another client, the recurrence engine): a heartbeat
+    first, then each change once, in the order they committed. A reconnecting
+    client passes the last change_id it saw as resume_after and misses
+    nothing.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -164,6 +178,19 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_service_pb2.ListTasksResponse, _abc.Awaitable[_task_service_pb2.ListTasksResponse]]:
         """Finds tasks by status, priority, tags, due time and words, sorted and
         paginated.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTaskChanges(
+        self,
+        request: _task_service_pb2.StreamTaskChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.StreamTaskChangesResponse], _abc.AsyncIterator[_task_service_pb2.StreamTaskChangesResponse]]:
+        """Streams changes to the user's tasks as they commit, whoever made them (a
+        chat in another tab, another client, the recurrence engine): a heartbeat
+        first, then each change once, in the order they committed. A reconnecting
+        client passes the last change_id it saw as resume_after and misses
+        nothing.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
