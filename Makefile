@@ -71,8 +71,9 @@ gateway-gen: proto-deps $(GO_PLUGINS)
 check-gateway-gen: proto-deps $(GO_PLUGINS)
 	BUF=$(BUF) TOOLS_BIN=$(TOOLS_BIN) scripts/check-gateway-gen.sh
 
-# The gateway's Go tests and vet.
+# The gateway's Go tests, vet and formatting.
 test-gateway:
+	cd gateway && test -z "$$(gofmt -l cmd internal *.go)" || { gofmt -l cmd internal *.go; echo "gofmt -w the files above"; exit 1; }
 	cd gateway && go vet ./... && go test ./...
 
 # Measures the task service and appends the figures to docs/benchmarks.md.

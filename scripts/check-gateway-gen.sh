@@ -12,6 +12,8 @@ trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/build"
 cp -r proto buf.yaml buf.gen.yaml "$scratch/"
 cp -r build/proto-deps "$scratch/build/"
+mkdir -p "$scratch/gateway"
+cp gateway/openapi.yaml "$scratch/gateway/"
 (cd "$scratch" && "$buf" generate)
 if ! diff -r "$scratch/gateway/gen" gateway/gen >"$scratch/diff.txt"; then
   echo "gateway/gen is stale; run \`make contracts\` and commit the result:" >&2
