@@ -49,6 +49,10 @@ func NewMux(ctx context.Context, backends Backends, shuttingDown func() bool) (*
 	}}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
+		// Ids may hold "/" (a reminder id is "<task id>/<rule id>/<n>"): a client sends it percent-encoded as %2F
+		// in one path segment. This mode decodes a one-segment variable whole; the default (legacy) mode finds no
+		// route for it, and the all-characters mode splits the path at %2F.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 		runtime.WithMarshalerOption(sse.ContentType, &sse.Marshaler{JSON: JSON}),
 		// Only Authorization reaches the services (grpc-gateway always forwards it as `authorization`); cookies
 		// and other headers stay at the edge.

@@ -179,6 +179,14 @@ func TestResponsesUseProtoNamesAndEveryField(t *testing.T) {
 	}
 }
 
+func TestAnIDWithAnEncodedSlashReachesTheBackendWhole(t *testing.T) {
+	f := start(t, nil)
+	resp, body := f.do(t, http.MethodGet, "/v1/tasks/task-1%2Frule%2F2", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"task_id":"task-1/rule/2"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
 func TestGRPCStatusBecomesHTTPStatusAndErrorBody(t *testing.T) {
 	f := start(t, nil)
 	resp, body := f.do(t, http.MethodGet, "/v1/tasks/other-users", nil)
