@@ -50,6 +50,10 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	openapi, err := gateway.OpenAPI()
+	if err != nil {
+		return nil, err
+	}
 	pools, err := backends.Open(cfg)
 	if err != nil {
 		return nil, err
@@ -73,7 +77,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	})
 	routes.HandleFunc("/readyz", s.ready)
 	routes.Handle("/ui-config.json", site.UIConfigHandler(site.UIConfig{DevSignIn: signer != nil}))
-	routes.Handle("/openapi.json", site.OpenAPIHandler(gateway.OpenAPI))
+	routes.Handle("/openapi.json", site.OpenAPIHandler(openapi))
 	routes.Handle("/", site.StaticHandler(cfg.StaticDir))
 
 	s.Handler = httpedge.AccessLog(logger, httpedge.CORS(cfg.CORSOrigins, site.SecurityHeaders(routes)))
