@@ -6,10 +6,13 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from host_process import HostProcess, free_port
+from host_process import HostProcess, free_port, gateway_bin
 
 
 def gateway_pids(host_pid: int) -> list[int]:
@@ -57,3 +60,18 @@ async def test_host_restarts_a_dead_gateway_and_stops_it_on_shutdown() -> None:
     finally:
         host.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_busy_web_port_stops_the_host_before_it_starts_anything(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "TODO_DATA_DIR": str(tmp_path / "data"), "TODO_GRPC_PORT": str(free_port()),
+               "TODO_GATEWAY_BIN": str(gateway_bin()), "TODO_GATEWAY_PORT": str(port)}  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "todo_kit.embedded_host"], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "TODO_GATEWAY_PORT" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists()

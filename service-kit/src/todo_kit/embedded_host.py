@@ -121,7 +121,7 @@ class EmbeddedHost(HostBase):
             self._lock = None
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, setting: str = "TODO_GRPC_PORT") -> None:
     """Exits with a clear message if host:port is taken (port 0 picks a free one later)."""
     if port == 0:
         return
@@ -131,7 +131,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError:
-            message = f"cannot listen on {host}:{port}: is another instance running? (set TODO_GRPC_PORT)"
+            message = f"cannot listen on {host}:{port}: is another instance running? (set {setting})"
             raise SystemExit(message) from None
 
 
@@ -160,7 +160,9 @@ async def serve(settings: Settings) -> None:
         raise SystemExit("no service units are installed (pip install ./task_svc)")
     gateway_settings = GatewaySettings.from_env()
     if gateway_settings.binary:
-        check_port_free(settings.grpc_host, gateway_settings.port)
+        # Both ports before anything slow, the services' first (open() checks it again under the folder lock).
+        check_port_free(settings.grpc_host, settings.grpc_port)
+        check_port_free(settings.grpc_host, gateway_settings.port, "TODO_GATEWAY_PORT")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
