@@ -90,7 +90,7 @@ async def test_openapi_document_is_served_merged(gateway_host: HostProcess) -> N
     for path in ("/v1/tasks", "/v1/reminders", "/v1/recurrence:validate", "/v1/notifications", "/v1/activity",
                  "/v1/chat:send", "/v1/tasks:stream"):  # fmt: skip
         assert path in paths
-    assert "task_id" in reply.body["definitions"]["v1Task"]["properties"]  # proto names, not lowerCamel
+    assert "task_id" in reply.body["definitions"]["todo.task.v1.Task"]["properties"]  # proto names, not lowerCamel
 
 
 class LoneGateway:
