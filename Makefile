@@ -60,7 +60,7 @@ SEED ?= 1
 faults: $(INSTALLED)
 	$(PY) tests/e2e/fault_rounds.py --rounds $(ROUNDS) --seed $(SEED)
 
-test: check unit
+test: check web-test unit
 
 check: lint-proto check-contracts lint-python
 
@@ -107,7 +107,7 @@ WEB_SOURCES := $(shell find frontend/src frontend/static -type f 2>/dev/null) fr
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: web browser screenshot
+.PHONY: web web-test browser screenshot
 web: $(WEB_DIST)
 
 $(WEB_MODULES): frontend/package.json frontend/package-lock.json
@@ -116,6 +116,10 @@ $(WEB_MODULES): frontend/package.json frontend/package-lock.json
 
 $(WEB_DIST): $(WEB_MODULES) $(WEB_SOURCES)
 	cd frontend && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+# The page's logic (event-stream reading, merging task news, clarifying choices) under node's test runner.
+web-test: $(WEB_MODULES)
+	cd frontend && node_modules/.bin/tsc --noEmit -p tests && node test.mjs
 
 # Debian's Chromium, which the browser tests drive through Playwright (it cannot download a browser of its own).
 browser: $(CHROMIUM)

@@ -167,7 +167,7 @@ export function ChatPane(props: { api: Api; onTasksSeen: (tasks: Task[]) => void
           </article>
         ))}
         {sending && (
-          <p class="message assistant pending" aria-busy="true">
+          <p class="message pending" aria-busy="true">
             Thinking…
           </p>
         )}

@@ -118,7 +118,6 @@ export function Notifications(props: { api: Api; onSignInNeeded: (error: SignInN
             role="group"
           >
             <p id={`toast-${item.notification_id}`} class="toast-title">
-              <span aria-hidden="true">⏰ </span>
               {item.title}
             </p>
             {item.body && <p class="toast-body">{item.body}</p>}
