@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notify_svc import domain
 from notify_svc.domain import EMAIL, FAILED, IN_APP, PENDING, PUSH_CHANNELS, SENT, WEBHOOK, Channel, Step
-from notify_svc.live import LiveFeed, ServerStopping
 from notify_svc.senders import EMAIL_UNAVAILABLE, WEBHOOK_UNAVAILABLE, Channels, DeliveryOutcome
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import NotificationRepository
@@ -27,6 +26,7 @@ from todo_kit import paging
 from todo_kit.auth import USER_ID_PATTERN, current_user
 from todo_kit.db import Database
 from todo_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations, shown
+from todo_kit.livefeed import LiveFeed, Quiet, follow
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.runtime.port import DropEvent, JobExists, JobOptions, Runtime
 from todo_kit.server import ServicerContext
@@ -481,32 +481,21 @@ class NotificationServicer(notify_pb2_grpc.NotificationServiceServicer):
                     seq, last_id = await repo.newest(user)
             subscriber.last_seq = seq
             yield self._heartbeat(last_id)
-            loop = asyncio.get_running_loop()
-            quiet_since = loop.time()
-            # The database is read at the start and after each wake-up only: an
-            # idle stream costs a heartbeat now and then, never a query.
-            must_read = True
-            while not self.feed.closed:
-                if must_read:
-                    subscriber.wake.clear()
-                    async with self.db.engine.connect() as conn:
-                        repo = NotificationRepository(conn)
-                        page = await repo.after(user, subscriber.last_seq, domain.REPLAY_PAGE)
-                    for seq, notification in page:
-                        yield notify_pb2.StreamNotificationsResponse(notification=notification)
-                        subscriber.last_seq, last_id = seq, notification.notification_id
-                        quiet_since = loop.time()
-                    if len(page) == domain.REPLAY_PAGE:
-                        continue  # more to replay
-                left = quiet_since + self.settings.heartbeat_seconds - loop.time()
-                if left > 0 and await _woken(subscriber.wake, left):
-                    must_read = True
-                    continue
-                must_read = subscriber.wake.is_set()
-                if not must_read and not self.feed.closed:
-                    yield self._heartbeat(last_id)
-                    quiet_since = loop.time()
-            raise ServerStopping()
+
+            async def read_after(after: int, limit: int) -> list[tuple[int, notify_pb2.Notification]]:
+                async with self.db.engine.connect() as conn:
+                    return await NotificationRepository(conn).after(user, after, limit)
+
+            beats = self.settings.heartbeat_seconds
+            async with contextlib.aclosing(
+                follow(self.feed, subscriber, read_after, page=domain.REPLAY_PAGE, heartbeat_seconds=beats)
+            ) as stream:
+                async for item in stream:
+                    if isinstance(item, Quiet):
+                        yield self._heartbeat(last_id)
+                    else:
+                        yield notify_pb2.StreamNotificationsResponse(notification=item)
+                        last_id = item.notification_id
         finally:
             self.feed.unsubscribe(subscriber)
 
@@ -550,13 +539,3 @@ class NotificationServicer(notify_pb2_grpc.NotificationServiceServicer):
         # The paths only: values (a URL, an address, a secret) stay out of logs.
         log.info("channel settings changed", extra={"user_id": user, "paths": sorted(set(paths))})
         return notify_pb2.UpdateChannelSettingsResponse(settings=updated.to_proto(), generated_signing_secret=generated)
-
-
-async def _woken(wake: asyncio.Event, timeout: float) -> bool:
-    """Whether wake was set within timeout seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            await wake.wait()
-    except TimeoutError:
-        return False
-    return True

@@ -10,12 +10,13 @@ import grpc
 
 from notify_svc import storage
 from notify_svc.handlers import APP_ID, DeliveryJobs, NotificationCreator, NotificationServicer
-from notify_svc.live import LiveFeed
+from notify_svc.live import notification_feed
 from notify_svc.senders import Channels, load_channels
 from notify_svc.settings import NotifySettings
 from todo_contracts import topics
 from todo_contracts.notify.v1 import notify_pb2, notify_pb2_grpc
 from todo_contracts.reminder.v1 import events_pb2 as reminder_events
+from todo_kit.livefeed import warn_if_streams_crowd_out_calls
 from todo_kit.paging import PageTokens
 from todo_kit.runtime.port import ServiceUnit, Subscription, UnitContext, UnitWiring
 
@@ -37,19 +38,9 @@ def build_unit(*, settings: NotifySettings | None = None, channels: Channels | N
         """Adds NotificationService; creates notifications from ReminderDue; runs delivery jobs; prunes."""
         notify_settings = settings or NotifySettings.from_env()
         used = channels or load_channels(notify_settings)
-        if notify_settings.max_streams >= context.settings.max_concurrent_rpcs:
-            # Every open stream is a call in progress: grpc would refuse other calls first.
-            log.warning(
-                "TODO_NOTIFY_MAX_STREAMS is not below TODO_GRPC_MAX_CONCURRENT_RPCS; streams can crowd out other calls",
-                extra={"max_streams": notify_settings.max_streams,
-                       "max_concurrent_rpcs": context.settings.max_concurrent_rpcs},
-            )  # fmt: skip
+        warn_if_streams_crowd_out_calls(notify_settings.max_streams, "TODO_NOTIFY_MAX_STREAMS", context.settings)
         db = context.db
-        # The listener's own connection, to the same database as the pool's.
-        dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        feed = LiveFeed(
-            dsn, max_streams=notify_settings.max_streams, max_streams_per_user=notify_settings.max_streams_per_user
-        )
+        feed = notification_feed(db, notify_settings)
         jobs = DeliveryJobs(db, context.outbox, context.runtime, notify_settings, used)
         creator = NotificationCreator(db, context.outbox, notify_settings, used, jobs)
         notify_pb2_grpc.add_NotificationServiceServicer_to_server(

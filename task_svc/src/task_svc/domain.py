@@ -6,18 +6,23 @@ Violations so one INVALID_ARGUMENT names every bad field.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import duration_pb2
 
 from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
 from todo_kit import inputs, paging, rrules, zoned
-from todo_kit.errors import InvalidArgument, Violations, shown
+from todo_kit.errors import DomainError, InvalidArgument, NotFound, Violations, shown
 
 TITLE_MAX = 500
 DESCRIPTION_MAX = 10_000
@@ -365,3 +370,108 @@ def _position(position: paging.Position) -> paging.Position:
 def search_words(query: str) -> list[str]:
     """The words of a search query (letters and digits only, at most 16)."""
     return re.findall(r"\w+", query.lower())[:16]
+
+
+# --- the live feed of task changes --------------------------------------------------
+
+REPLAY_PAGE = 200
+"""Changes read at once by a stream catching up; a longer replay is read page by page."""
+_SEQ_BYTES = 8
+_TAG_BYTES = 12
+CHANGE_ID_CHARS = 27
+"""The length of a change id: base64url, unpadded, of a 12-byte tag and an 8-byte masked number."""
+_CHANGE_ID = re.compile(r"^[A-Za-z0-9_-]{27}$")
+
+
+class HistoryPruned(DomainError):
+    """Some change after the client's resume point is no longer kept: it reloads and streams afresh."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "changes after this one are no longer kept; reload the tasks with ListTasks, "
+            "then stream without resume_after"
+        )
+
+
+class ChangeIds:
+    """Issues and reads change ids: a user's change number, sealed so only the service can read it.
+
+    An id is a keyed tag of (user, number) followed by the number masked with a
+    key stream drawn from that tag. Only the user it was issued to can use it
+    (another user's id fails the tag check: NOT_FOUND, as an id that never
+    existed), and it shows no one how many changes anyone made. The number in
+    it outlives the change, so a pruned change is told apart from one that
+    never existed. The key is derived from the service's token signing key, so
+    every replica reads the ids of the others; changing that key makes old ids
+    NOT_FOUND (a client then reloads and streams afresh).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("a change id key has at least 32 bytes")
+        self._key = key
+
+    @classmethod
+    def derived_from(cls, signing_key: str) -> ChangeIds:
+        """Change ids keyed by a key derived from the service's token signing key."""
+        return cls(hmac.new(signing_key.encode(), b"task-feed change id", hashlib.sha256).digest())
+
+    def issue(self, user_id: str, seq: int) -> str:
+        """The change id of the user's change number seq; 0 stands for "before the first change"."""
+        tag = self._tag(user_id, seq)
+        masked = bytes(a ^ b for a, b in zip(seq.to_bytes(_SEQ_BYTES, "big"), self._mask(tag), strict=True))
+        return base64.urlsafe_b64encode(tag + masked).decode().rstrip("=")
+
+    def read(self, user_id: str, change_id: str, field: str = "resume_after") -> int:
+        """The user's change number in change_id; InvalidArgument if it is no change id, NotFound if not the user's."""
+        if not _CHANGE_ID.match(change_id):
+            raise InvalidArgument([(field, f"{shown(change_id)} is not a change id of this feed")])
+        try:
+            raw = base64.urlsafe_b64decode(change_id + "=")
+        except (binascii.Error, ValueError):
+            raw = b""
+        # Only the canonical spelling: the last character carries two spare bits.
+        if base64.urlsafe_b64encode(raw).decode().rstrip("=") != change_id:
+            raise InvalidArgument([(field, f"{shown(change_id)} is not a change id of this feed")])
+        tag, masked = raw[:_TAG_BYTES], raw[_TAG_BYTES:]
+        seq = int.from_bytes(bytes(a ^ b for a, b in zip(masked, self._mask(tag), strict=True)), "big")
+        if not hmac.compare_digest(tag, self._tag(user_id, seq)):
+            raise NotFound(f"change {shown(change_id)} not found")
+        return seq
+
+    def _tag(self, user_id: str, seq: int) -> bytes:
+        message = b"tag\0" + user_id.encode() + b"\0" + seq.to_bytes(_SEQ_BYTES, "big")
+        return hmac.new(self._key, message, hashlib.sha256).digest()[:_TAG_BYTES]
+
+    def _mask(self, tag: bytes) -> bytes:
+        return hmac.new(self._key, b"mask\0" + tag, hashlib.sha256).digest()[:_SEQ_BYTES]
+
+
+def resume_point(resume_after: int | None, last_seq: int, first_kept_after: int | None, change_id: str = "") -> int:
+    """Where a stream starts: after resume_after, or (without it) after the user's newest change last_seq.
+
+    first_kept_after is the number of the oldest kept change after resume_after.
+    A number past the newest never existed (NotFound); one after which a change
+    is missing (pruned) cannot be resumed from without a gap (HistoryPruned).
+    The change resume_after itself may be pruned: only what follows it matters.
+    """
+    if resume_after is None:
+        return last_seq
+    if resume_after > last_seq:
+        raise NotFound(f"change {shown(change_id)} not found")
+    if resume_after < last_seq and first_kept_after != resume_after + 1:
+        raise HistoryPruned()
+    return resume_after
+
+
+def check_contiguous(after: int, seqs: Sequence[int]) -> None:
+    """Raises HistoryPruned unless seqs are the numbers right after `after`, in order.
+
+    A user's changes are numbered without gaps, so a gap is a change pruned
+    while the stream was behind: going on would skip it.
+    """
+    for expected, seq in enumerate(seqs, start=after + 1):
+        if seq != expected:
+            raise HistoryPruned()

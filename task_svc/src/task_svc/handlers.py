@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from task_svc import domain
-from task_svc.storage import TaskRepository, new_task_id
+from task_svc.settings import TaskFeedSettings
+from task_svc.storage import StoredChange, TaskRepository, new_task_id
 from todo_contracts.envelope import DecodedEvent
 from todo_contracts.task.v1 import events_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
 from todo_kit import paging
 from todo_kit.auth import current_user
 from todo_kit.db import Database
 from todo_kit.errors import InvalidArgument, NotFound, VersionConflict, Violations
+from todo_kit.livefeed import LiveFeed, Quiet, follow
 from todo_kit.messaging import Outbox, claim_event
 from todo_kit.server import ServicerContext
 from todo_kit.zoned import now_utc
@@ -21,6 +28,11 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "task_svc"
 Context = ServicerContext
+CREATED = task_service_pb2.TASK_CHANGE_KIND_CREATED
+UPDATED = task_service_pb2.TASK_CHANGE_KIND_UPDATED
+COMPLETED = task_service_pb2.TASK_CHANGE_KIND_COMPLETED
+REOPENED = task_service_pb2.TASK_CHANGE_KIND_REOPENED
+DELETED = task_service_pb2.TASK_CHANGE_KIND_DELETED
 
 
 def _not_found(task_id: str) -> NotFound:
@@ -37,13 +49,34 @@ def _stamp_changed(task: task_pb2.Task) -> None:
     task.update_time.FromDatetime(now_utc())
 
 
+async def _commit_change(
+    conn: AsyncConnection,
+    outbox: Outbox,
+    kind: task_service_pb2.TaskChangeKind.ValueType,
+    task: task_pb2.Task,
+    event: Message,
+) -> None:
+    """Adds a change's event to the outbox and its entry to the owner's live feed, in the change's transaction.
+
+    Last in the transaction: the feed entry holds the user's change counter until commit.
+    """
+    await outbox.add_event(conn, event, subject=task.task_id)
+    await TaskRepository(conn).record_change(kind, task)
+
+
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     """Every TaskService RPC, acting as the authenticated user."""
 
-    def __init__(self, db: Database, outbox: Outbox, page_tokens: paging.PageTokens) -> None:
+    def __init__(
+        self, db: Database, outbox: Outbox, page_tokens: paging.PageTokens, feed: LiveFeed,
+        change_ids: domain.ChangeIds, feed_settings: TaskFeedSettings,
+    ) -> None:  # fmt: skip
         self.db = db
         self.outbox = outbox
         self.page_tokens = page_tokens
+        self.feed = feed
+        self.change_ids = change_ids
+        self.feed_settings = feed_settings
 
     async def CreateTask(
         self, request: task_service_pb2.CreateTaskRequest, context: Context
@@ -75,8 +108,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 if created.HasField("recurrence"):
                     await repo.claim_occurrence(created.recurrence.series_id, 1, created.task_id)
                 await repo.insert(created)
-                await self.outbox.add_event(
-                    conn, events_pb2.TaskCreated(user_id=user, task=created), subject=created.task_id
+                await _commit_change(
+                    conn, self.outbox, CREATED, created, events_pb2.TaskCreated(user_id=user, task=created)
                 )
                 return task_service_pb2.CreateTaskResponse(task=created)
         raise VersionConflict(f"request {request_id!r} is being handled by another call; retry")
@@ -131,11 +164,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 await repo.claim_occurrence(updated.recurrence.series_id, 1, updated.task_id)
             _stamp_changed(updated)
             await repo.update(updated)
-            await self.outbox.add_event(
-                conn,
-                events_pb2.TaskUpdated(user_id=user, task=updated, previous=current, changed_fields=changed),
-                subject=task_id,
-            )
+            event = events_pb2.TaskUpdated(user_id=user, task=updated, previous=current, changed_fields=changed)
+            await _commit_change(conn, self.outbox, UPDATED, updated, event)
         return task_service_pb2.UpdateTaskResponse(task=updated)
 
     async def CompleteTask(
@@ -166,12 +196,12 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             event: events_pb2.TaskCompleted | events_pb2.TaskReopened
             if status == task_pb2.TASK_STATUS_COMPLETED:
                 task.complete_time.CopyFrom(task.update_time)
-                event = events_pb2.TaskCompleted(user_id=user, task=task)
+                event, kind = events_pb2.TaskCompleted(user_id=user, task=task), COMPLETED
             else:
                 task.ClearField("complete_time")
-                event = events_pb2.TaskReopened(user_id=user, task=task)
+                event, kind = events_pb2.TaskReopened(user_id=user, task=task), REOPENED
             await repo.update(task)
-            await self.outbox.add_event(conn, event, subject=task_id)
+            await _commit_change(conn, self.outbox, kind, task, event)
         return task
 
     async def DeleteTask(
@@ -190,7 +220,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 await repo.end_series(task.recurrence.series_id)
             event = events_pb2.TaskDeleted(user_id=user, task=task, end_series=request.end_series)
             event.delete_time.FromDatetime(now_utc())
-            await self.outbox.add_event(conn, event, subject=task_id)
+            await _commit_change(conn, self.outbox, DELETED, task, event)
         return task_service_pb2.DeleteTaskResponse(task=task)
 
     async def ListTasks(
@@ -204,6 +234,59 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         if after is not None:
             response.next_page_token = self.page_tokens.issue(page.fingerprint, after)
         return response
+
+    async def StreamTaskChanges(
+        self, request: task_service_pb2.StreamTaskChangesRequest, context: Context
+    ) -> AsyncIterator[task_service_pb2.StreamTaskChangesResponse]:
+        user = current_user()
+        resume_after = self.change_ids.read(user, request.resume_after) if request.resume_after else None
+        # Registered before anything is read: a change committed after the read wakes it.
+        subscriber = self.feed.subscribe(user)
+        try:
+            async with self.db.engine.connect() as conn:
+                repo = TaskRepository(conn)
+                last_seq = await repo.last_change_seq(user)
+                first_kept = None
+                if resume_after is not None and resume_after < last_seq:
+                    first_kept = await repo.first_change_after(user, resume_after)
+            start = domain.resume_point(resume_after, last_seq, first_kept, request.resume_after)
+            subscriber.last_seq = start
+            last_id = self.change_ids.issue(user, start)
+            yield self._heartbeat(last_id)
+
+            async def read_after(after: int, limit: int) -> list[tuple[int, task_service_pb2.TaskChange]]:
+                async with self.db.engine.connect() as conn:
+                    found = await TaskRepository(conn).changes_after(user, after, limit)
+                domain.check_contiguous(after, [change.seq for change in found])
+                return [(change.seq, self._change(user, change)) for change in found]
+
+            beats = self.feed_settings.heartbeat_seconds
+            async with contextlib.aclosing(
+                follow(self.feed, subscriber, read_after, page=domain.REPLAY_PAGE, heartbeat_seconds=beats)
+            ) as stream:
+                async for item in stream:
+                    if isinstance(item, Quiet):
+                        yield self._heartbeat(last_id)
+                    else:
+                        yield task_service_pb2.StreamTaskChangesResponse(change=item)
+                        last_id = item.change_id
+        finally:
+            self.feed.unsubscribe(subscriber)
+
+    def _change(self, user: str, stored: StoredChange) -> task_service_pb2.TaskChange:
+        change = task_service_pb2.TaskChange(
+            change_id=self.change_ids.issue(user, stored.seq),
+            kind=stored.kind,
+            task=stored.task,
+        )
+        change.changed_at.FromDatetime(stored.changed_at)
+        return change
+
+    @staticmethod
+    def _heartbeat(last_id: str) -> task_service_pb2.StreamTaskChangesResponse:
+        heartbeat = task_service_pb2.TaskFeedHeartbeat(last_change_id=last_id)
+        heartbeat.server_time.FromDatetime(now_utc())
+        return task_service_pb2.StreamTaskChangesResponse(heartbeat=heartbeat)
 
 
 class OccurrenceHandler:
@@ -245,8 +328,8 @@ class OccurrenceHandler:
             if request.template.recurrence.HasField("series_start"):
                 task.recurrence.series_start.CopyFrom(request.template.recurrence.series_start)
             await repo.insert(task)
-            await self.outbox.add_event(
-                conn, events_pb2.TaskCreated(user_id=request.user_id, task=task), subject=task.task_id
+            await _commit_change(
+                conn, self.outbox, CREATED, task, events_pb2.TaskCreated(user_id=request.user_id, task=task)
             )
         # After the commit, so the line never tells of an occurrence that was rolled back. No title: user content.
         log.info(

@@ -17,6 +17,7 @@ from todo_contracts.ids import new_id
 from todo_contracts.task.v1 import task_pb2, task_service_pb2
 from todo_kit import paging, zoned
 from todo_kit.db import Database, delete_in_batches
+from todo_kit.livefeed import announce
 
 metadata = sa.MetaData()
 
@@ -59,6 +60,25 @@ series_occurrences = sa.Table(
     sa.Column("task_id", pg.UUID(as_uuid=False), nullable=False),
 )
 ended_series = sa.Table("ended_series", metadata, sa.Column("series_id", pg.UUID(as_uuid=False), primary_key=True))
+change_counters = sa.Table(
+    "change_counters",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+task_changes = sa.Table(
+    "task_changes",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("task_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("task", sa.LargeBinary, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+TASK_CHANGES_CHANNEL = "task_svc_changes"
+"""The PostgreSQL NOTIFY channel of committed task changes; the payload is "<seq> <user id>"."""
 
 _COLUMNS = [c for c in tasks.c if c.name != "search"]
 _INSERT_TASK = sa.insert(tasks)
@@ -113,6 +133,16 @@ def to_message(row: sa.Row[Any]) -> task_pb2.Task:
     if row.complete_time is not None:
         task.complete_time.FromDatetime(row.complete_time)
     return task
+
+
+@dataclass(frozen=True)
+class StoredChange:
+    """One recorded change of a user's task: its number in the user's feed, what happened, the task after it."""
+
+    seq: int
+    kind: task_service_pb2.TaskChangeKind.ValueType
+    task: task_pb2.Task
+    changed_at: datetime
 
 
 class TaskRepository:
@@ -178,6 +208,66 @@ class TaskRepository:
     async def end_series(self, series_id: str) -> None:
         """Marks a series ended: no further occurrence will be created."""
         await self.conn.execute(pg.insert(ended_series).values(series_id=series_id).on_conflict_do_nothing())
+
+    async def record_change(self, kind: task_service_pb2.TaskChangeKind.ValueType, task: task_pb2.Task) -> int:
+        """Records a change of the task's owner's feed and announces it at commit; its number in that feed.
+
+        Call it last in the transaction: it holds the user's counter until
+        commit, so the user's changes commit in the order of their numbers.
+        """
+        user_id = task.user_id
+        stmt = pg.insert(change_counters).values(user_id=user_id, last_seq=1)
+        counted = stmt.on_conflict_do_update(
+            index_elements=[change_counters.c.user_id], set_={"last_seq": change_counters.c.last_seq + 1}
+        ).returning(change_counters.c.last_seq)
+        seq = int((await self.conn.execute(counted)).scalar_one())
+        await self.conn.execute(
+            sa.insert(task_changes).values(
+                user_id=user_id,
+                seq=seq,
+                kind=kind,
+                task_id=task.task_id,
+                task=task.SerializeToString(),
+                # The clock once the counter is held: close to the commit, and in the order of the numbers.
+                changed_at=sa.func.clock_timestamp(),
+            )
+        )
+        await announce(self.conn, TASK_CHANGES_CHANNEL, user_id, seq)
+        return seq
+
+    async def last_change_seq(self, user_id: str) -> int:
+        """The number of the user's newest committed change (0 when there was none), pruned or not."""
+        value = await self.conn.scalar(
+            sa.select(change_counters.c.last_seq).where(change_counters.c.user_id == user_id)
+        )
+        return int(value or 0)
+
+    async def changes_after(self, user_id: str, seq: int, limit: int) -> list[StoredChange]:
+        """Up to limit of the user's kept changes numbered after seq, oldest first."""
+        rows = await self.conn.execute(
+            sa.select(task_changes.c.seq, task_changes.c.kind, task_changes.c.task, task_changes.c.changed_at)
+            .where(task_changes.c.user_id == user_id, task_changes.c.seq > seq)
+            .order_by(task_changes.c.seq)
+            .limit(limit)
+        )
+        return [
+            StoredChange(
+                int(r.seq),
+                task_service_pb2.TaskChangeKind.ValueType(r.kind),
+                task_pb2.Task.FromString(bytes(r.task)),
+                r.changed_at,
+            )
+            for r in rows
+        ]
+
+    async def first_change_after(self, user_id: str, seq: int) -> int | None:
+        """The number of the user's oldest kept change after seq, if any."""
+        value = await self.conn.scalar(
+            sa.select(sa.func.min(task_changes.c.seq)).where(
+                task_changes.c.user_id == user_id, task_changes.c.seq > seq
+            )
+        )
+        return int(value) if value is not None else None
 
     async def list(
         self, user_id: str, request: task_service_pb2.ListTasksRequest, page: domain.ListingPage, now: datetime
@@ -397,6 +487,17 @@ async def prune_create_requests(db: Database, before: datetime) -> int:
         create_requests,
         [create_requests.c.user_id, create_requests.c.client_request_id],
         create_requests.c.created_at < before,
+    )
+
+
+async def prune_changes(db: Database, before: datetime) -> int:
+    """Deletes feed changes recorded before `before` (the counters stay, so their ids stay recognisable)."""
+    return await delete_in_batches(
+        db,
+        task_changes,
+        [task_changes.c.user_id, task_changes.c.seq],
+        task_changes.c.changed_at < before,
+        order_by=[task_changes.c.changed_at],
     )
 
 
