@@ -68,6 +68,9 @@ export interface StreamHandlers {
 
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 10_000;
+/** A stream silent this long is taken for dead (a sleeping laptop, a proxy that dropped it) and reopened; the
+ * services send a heartbeat every 15 s by default, and reopening with resume_after loses nothing. */
+const SILENCE_MS = 90_000;
 
 /** One live stream of the gateway (`/v1/notifications:stream`, `/v1/tasks:stream`) kept open until stop(). */
 export class LiveStream {
@@ -102,7 +105,9 @@ export class LiveStream {
           this.handlers.onSignInNeeded(error);
           return;
         }
-        if (error instanceof ApiError && (error.code === Code.OUT_OF_RANGE || error.code === Code.NOT_FOUND)) {
+        const badResumePoint =
+          error instanceof ApiError && (error.code === Code.OUT_OF_RANGE || error.code === Code.NOT_FOUND);
+        if (badResumePoint && this.lastId) {
           // The resume point is older than the kept history (or unknown): start afresh, which reloads the list.
           this.lastId = "";
           continue;
@@ -116,12 +121,26 @@ export class LiveStream {
   }
 
   private async connectOnce(): Promise<void> {
-    this.controller = new AbortController();
+    const controller = new AbortController();
+    this.controller = controller;
+    let watchdog = setTimeout(() => controller.abort(), SILENCE_MS);
+    const alive = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => controller.abort(), SILENCE_MS);
+    };
+    try {
+      await this.readStream(controller.signal, alive);
+    } finally {
+      clearTimeout(watchdog);
+    }
+  }
+
+  private async readStream(signal: AbortSignal, alive: () => void): Promise<void> {
     const resume = this.lastId;
     const url = resume ? `${this.path}?resume_after=${encodeURIComponent(resume)}` : this.path;
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${this.token}`, Accept: "text/event-stream" },
-      signal: this.controller.signal,
+      signal,
       cache: "no-store",
     });
     if (!response.ok) throw await errorOf(response);
@@ -132,6 +151,7 @@ export class LiveStream {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      alive();
       for (const event of parser.push(value)) {
         if (event.event === "error") throw streamError(event.data);
         if (first) {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Task } from "../src/api";
 import { choicesOf } from "../src/chat";
-import { EventStreamParser } from "../src/events";
+import { EventStreamParser, LiveStream } from "../src/events";
 import { OpenTasks } from "../src/tasklist";
 
 function task(id: string, version: number, status: Task["status"], due: string | null = null): Task {
@@ -97,4 +97,77 @@ test("a numbered question offers its numbers, a yes/no question yes and no, a st
     ["yes", "no"],
   );
   assert.deepEqual(choicesOf("You have 2 tasks:\n1. A\n2. B", false), []);
+});
+
+/** A fetch that answers each call with the next scripted SSE body (or HTTP status), recording the URLs asked for. */
+function scriptedFetch(answers: Array<string | number>, urls: string[]): typeof fetch {
+  return (async (input: RequestInfo | URL, init?: RequestInit) => {
+    urls.push(String(input));
+    const answer = answers.shift();
+    if (answer === undefined) {
+      // Stays connecting until the stream is stopped.
+      return new Promise<Response>((_resolve, reject) =>
+        init?.signal?.addEventListener("abort", () => reject(new DOMException("stopped", "AbortError"))),
+      );
+    }
+    if (typeof answer === "number") {
+      return new Response(JSON.stringify({ code: answer === 401 ? 16 : 2, message: "no" }), { status: answer });
+    }
+    return new Response(answer, { status: 200, headers: { "Content-Type": "text/event-stream" } });
+  }) as typeof fetch;
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(check(), "condition not reached");
+}
+
+test("a dropped stream reconnects with resume_after set to the last id it saw", async (t) => {
+  const urls: string[] = [];
+  t.mock.method(globalThis, "fetch", scriptedFetch(['id: 4\nevent: heartbeat\ndata: {}\n\nid: 5\nevent: change\ndata: {"change_id":"5"}\n\n'], urls));
+  const seen: string[] = [];
+  let fresh = 0;
+  const stream = new LiveStream("/v1/tasks:stream", "token", {
+    onMessage: (event, _data, id) => seen.push(`${event}:${id}`),
+    onFresh: () => (fresh += 1),
+    onSignInNeeded: () => undefined,
+  });
+  stream.start();
+  await until(() => urls.length === 2);
+  stream.stop();
+  assert.deepEqual(seen, ["heartbeat:4", "change:5"]);
+  assert.deepEqual(urls, ["/v1/tasks:stream", "/v1/tasks:stream?resume_after=5"]);
+  assert.equal(fresh, 1, "only the stream that did not resume reloads the list");
+});
+
+test("a resume point out of range restarts the stream fresh, which reloads the list", async (t) => {
+  const urls: string[] = [];
+  const outOfRange = 'event: error\ndata: {"code":11,"message":"too old"}\n\n';
+  t.mock.method(globalThis, "fetch", scriptedFetch(["id: 9\nevent: heartbeat\ndata: {}\n\n", outOfRange, "id: 12\nevent: heartbeat\ndata: {}\n\n"], urls));
+  let fresh = 0;
+  const stream = new LiveStream("/v1/tasks:stream", "token", {
+    onMessage: () => undefined,
+    onFresh: () => (fresh += 1),
+    onSignInNeeded: () => undefined,
+  });
+  stream.start();
+  await until(() => urls.length === 4);
+  stream.stop();
+  assert.deepEqual(urls.slice(0, 3), ["/v1/tasks:stream", "/v1/tasks:stream?resume_after=9", "/v1/tasks:stream"]);
+  assert.equal(fresh, 2);
+});
+
+test("a refused token stops the stream and asks for sign-in", async (t) => {
+  const urls: string[] = [];
+  t.mock.method(globalThis, "fetch", scriptedFetch([401, "id: 1\nevent: heartbeat\ndata: {}\n\n"], urls));
+  let refused = 0;
+  const stream = new LiveStream("/v1/notifications:stream", "token", {
+    onMessage: () => undefined,
+    onFresh: () => undefined,
+    onSignInNeeded: () => (refused += 1),
+  });
+  stream.start();
+  await until(() => refused === 1);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.equal(urls.length, 1, "no reconnect after a 401");
 });
