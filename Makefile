@@ -14,12 +14,22 @@ PACKAGES := contracts-py service-kit task_svc reminder_svc recurrence_svc notify
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/bin
 GRPCURL_VERSION := v1.9.4
 GRPCURL := $(TOOLS_BIN)/grpcurl
+# Code generators of the REST gateway (buf.gen.yaml), pinned; protoc-gen-go-grpc v1.6.2 writes code for
+# google.golang.org/grpc >= 1.64 (the gateway uses v1.85.0).
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION := v2.33.0
+GO_PLUGINS := $(addprefix $(TOOLS_BIN)/,protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2)
+GATEWAY_BIN := build/todo-gateway
+GATEWAY_SOURCES := $(shell find gateway -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.json' 2>/dev/null)
 
 .PHONY: up token grpcurl bench bench-reminders test check contracts proto-deps lint-proto check-contracts lint-python unit clean
+.PHONY: gateway gateway-gen go-plugins check-gateway-gen test-gateway
 
-# Every service in one process on an embedded PostgreSQL; data in ./.data.
-up: $(INSTALLED) web
-	$(PY) -m todo_kit.embedded_host
+# Every service in one process on an embedded PostgreSQL; data in ./.data. The REST gateway and the web page are
+# served on http://127.0.0.1:8080 (TODO_GATEWAY_PORT).
+up: $(INSTALLED) $(GATEWAY_BIN) web
+	TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m todo_kit.embedded_host
 
 # A bearer token for USER, signed with the key `make up` uses: the same TODO_*
 # environment (TODO_DATA_DIR, TODO_JWT_SECRET[_FILE]) reaches both. It never
@@ -32,6 +42,39 @@ grpcurl: $(GRPCURL)
 
 $(GRPCURL):
 	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+# The REST gateway (gateway/, Go): REST/JSON, live streams as server-sent events, the web page (docs/gateway.md).
+gateway: $(GATEWAY_BIN)
+
+$(GATEWAY_BIN): $(GATEWAY_SOURCES)
+	cd gateway && go build -trimpath -o ../$(GATEWAY_BIN) ./cmd/todo-gateway
+
+go-plugins: $(GO_PLUGINS)
+
+$(TOOLS_BIN)/protoc-gen-go:
+	GOBIN=$(TOOLS_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(TOOLS_BIN)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(TOOLS_BIN)/protoc-gen-grpc-gateway:
+	GOBIN=$(TOOLS_BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+
+$(TOOLS_BIN)/protoc-gen-openapiv2:
+	GOBIN=$(TOOLS_BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+
+# Go code and the OpenAPI document of the gateway from proto/ (buf.gen.yaml; committed under gateway/gen).
+gateway-gen: proto-deps $(GO_PLUGINS)
+	PATH=$(TOOLS_BIN):$$PATH $(BUF) generate
+
+# Fails when gateway/gen is not what proto/ generates (regenerated into a scratch folder and compared).
+check-gateway-gen: proto-deps $(GO_PLUGINS)
+	BUF=$(BUF) TOOLS_BIN=$(TOOLS_BIN) scripts/check-gateway-gen.sh
+
+# The gateway's Go tests, vet and formatting.
+test-gateway:
+	cd gateway && test -z "$$(gofmt -l cmd internal *.go)" || { gofmt -l cmd internal *.go; echo "gofmt -w the files above"; exit 1; }
+	cd gateway && go vet ./... && go test ./...
 
 # Measures the task service and appends the figures to docs/benchmarks.md.
 bench: $(INSTALLED)
@@ -62,7 +105,7 @@ faults: $(INSTALLED)
 
 test: check web-test unit
 
-check: lint-proto check-contracts lint-python
+check: lint-proto check-contracts check-gateway-gen lint-python test-gateway
 
 $(INSTALLED): requirements/dev.txt requirements/services.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
@@ -74,10 +117,11 @@ proto-deps: $(INSTALLED)
 	$(PY) contracts-py/generate.py deps --deps-dir $(PROTO_DEPS)
 
 # Regenerates contracts-py from proto/ (the generated code is committed).
-contracts: proto-deps
+contracts: proto-deps $(GO_PLUGINS)
 	$(BUF) format -w proto
 	$(BUF) lint
 	$(PY) contracts-py/generate.py code
+	PATH=$(TOOLS_BIN):$$PATH $(BUF) generate
 
 lint-proto: proto-deps
 	$(BUF) format --diff --exit-code proto
@@ -92,8 +136,8 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
 
-unit: $(INSTALLED) $(GRPCURL) web browser
-	GRPCURL=$(GRPCURL) $(PY) -m pytest -q
+unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser
+	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) build frontend/dist frontend/node_modules
@@ -129,5 +173,5 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 # docs/images/web-chat.png, the README's picture of the page, made by the browser tests.
-screenshot: $(INSTALLED) web browser
-	TODO_WEB_SCREENSHOT=docs/images/web-chat.png $(PY) -m pytest -q -p no:cacheprovider tests/browser -k chat_screenshot
+screenshot: $(INSTALLED) $(GATEWAY_BIN) web browser
+	TODO_GATEWAY_BIN=$(GATEWAY_BIN) TODO_WEB_SCREENSHOT=docs/images/web-chat.png $(PY) -m pytest -q -p no:cacheprovider tests/browser -k chat_screenshot

@@ -1,4 +1,17 @@
-"""The embedded default as a real child process, for end-to-end tests and the fault rounds (what `make up` runs)."""
+"""The embedded default as a real child process, for end-to-end tests and the fault rounds (what `make up` runs).
+
+With gateway=True the host also starts the REST gateway (TODO_GATEWAY_BIN, which `make unit` sets to
+build/todo-gateway; `make gateway` builds it) on a free port, and serves the web page from web_dir (default: the
+host's own default, frontend/dist when it exists):
+
+    host = HostProcess(data_dir, free_port(), log_file, gateway=True)
+    host.start()
+    await host.wait_web_ready()          # the gRPC services serve and the gateway's /readyz says 200
+    page = host.web_url                   # http://127.0.0.1:<port>
+    headers = host.auth_header("alice")   # {"Authorization": "Bearer ..."} for REST calls
+    ...
+    host.stop()                           # stops the gateway too
+"""
 
 from __future__ import annotations
 
@@ -9,6 +22,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,28 +45,77 @@ def utc_in(delta: timedelta) -> common_pb2.ZonedDateTime:
     return common_pb2.ZonedDateTime(local_time=moment.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_GATEWAY_BIN = ROOT / "build" / "todo-gateway"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-class HostProcess:
-    """The embedded host as a child process."""
+def gateway_bin() -> Path:
+    """The gateway binary: TODO_GATEWAY_BIN (relative to the repository root) or build/todo-gateway."""
+    configured = os.environ.get("TODO_GATEWAY_BIN")
+    return (ROOT / configured).resolve() if configured else DEFAULT_GATEWAY_BIN
 
-    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
+
+class HostProcess:
+    """The embedded host as a child process, optionally with the REST gateway (see the module docstring)."""
+
+    def __init__(
+        self, data_dir: Path, port: int, log: Path, *, gateway: bool = False, web_dir: Path | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.env = {**os.environ, "TODO_DATA_DIR": str(data_dir), "TODO_GRPC_PORT": str(port),
                     "TODO_LOG_LEVEL": "WARNING"}  # fmt: skip
+        self.env.pop("TODO_GATEWAY_BIN", None)
         self.address = f"127.0.0.1:{port}"
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.gateway_port = 0
+        if gateway:
+            binary = gateway_bin()
+            if not binary.is_file():
+                pytest.fail(f"no gateway binary at {binary}: run `make gateway` (or set TODO_GATEWAY_BIN)")
+            self.gateway_port = free_port()
+            self.env.update(TODO_GATEWAY_BIN=str(binary), TODO_GATEWAY_PORT=str(self.gateway_port))
+            if web_dir is not None:
+                self.env["TODO_WEB_DIR"] = str(web_dir)
+
+    @property
+    def web_url(self) -> str:
+        """The gateway's address (http://127.0.0.1:<port>); only with gateway=True."""
+        assert self.gateway_port, "started without gateway=True"
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "todo_kit.embedded_host"], env=self.env, stdout=out, stderr=out
+                [sys.executable, "-m", "todo_kit.embedded_host"], env=self.env, stdout=out, stderr=out, cwd=ROOT
             )
+
+    async def wait_web_ready(self, timeout: float = 90.0) -> None:
+        """Waits until the gateway's /readyz answers 200 (every service SERVING through it)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-3000:]
+            if await asyncio.to_thread(self._ready_once):
+                return
+            assert asyncio.get_running_loop().time() < deadline, "the gateway did not become ready"
+            await asyncio.sleep(0.1)
+
+    def _ready_once(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.web_url}/readyz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def auth_header(self, user: str) -> dict[str, str]:
+        """An HTTP Authorization header with a token for user (signed with the data folder's key)."""
+        return {"Authorization": self.bearer(user)[0][1]}
 
     async def wait_serving(self, timeout: float = 90.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout

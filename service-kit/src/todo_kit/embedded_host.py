@@ -22,6 +22,7 @@ from todo_kit import embedded_pg
 from todo_kit.auth import signing_key_for
 from todo_kit.config import Settings
 from todo_kit.db import Database, ensure_database
+from todo_kit.gateway_process import GatewayProcess, GatewaySettings
 from todo_kit.hosting import HostBase
 from todo_kit.logs import configure_logging
 from todo_kit.runtime.embedded import EmbeddedRuntime
@@ -148,25 +149,40 @@ Get a token and call the task service:
   grpcurl -plaintext {address} list
 """
 
+WEB_BANNER = """web page: {url}  (REST: {url}/v1/..., API reference: {url}/docs/, OpenAPI: {url}/openapi.json)
+"""
+
 
 async def serve(settings: Settings) -> None:
     """Runs the host until SIGINT or SIGTERM."""
     host = EmbeddedHost(settings)
     if not host.units:
         raise SystemExit("no service units are installed (pip install ./task_svc)")
+    gateway_settings = GatewaySettings.from_env()
+    if gateway_settings.binary:
+        check_port_free(settings.grpc_host, gateway_settings.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # A failed start stops what it started (HostBase.start) and exits with its message.
     await host.start()
-    print(
-        BANNER.format(address=host.address, units=", ".join(u.app_id for u in host.units), data_dir=settings.data_dir),
-        file=sys.stderr,
-        flush=True,
-    )
+    gateway: GatewayProcess | None = None
+    units = ", ".join(u.app_id for u in host.units)
+    banner = BANNER.format(address=host.address, units=units, data_dir=settings.data_dir)
+    if gateway_settings.binary:
+        gateway = GatewayProcess(gateway_settings, settings, backend=host.address)
+        try:
+            await gateway.start()
+        except BaseException:
+            await host.stop(grace=0)
+            raise
+        banner += WEB_BANNER.format(url=gateway.url)
+    print(banner, file=sys.stderr, flush=True)
     await stop.wait()
     log.info("stopping")
+    if gateway is not None:
+        await gateway.stop()  # its live streams end before the services' own drain
     await host.stop()
 
 
