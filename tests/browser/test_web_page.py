@@ -43,7 +43,7 @@ async def test_a_clarifying_question_is_answered_by_clicking_a_choice(
     remaining = (await page.locator("li.task .title").inner_text()).strip().lower()
     assert remaining == other, f"clicking {label!r} completed {chosen!r} and left {other!r}, not {remaining!r}"
     await expect(question.get_by_role("button")).to_have_count(0)  # answered: its buttons are gone
-    await expect(page.locator(".message.user").last).to_have_text("2")
+    await expect(page.locator(".message.user .text").last).to_have_text("2")
     await steps.shot(page, "the chosen task completed")
 
 

@@ -51,7 +51,7 @@ async def test_alice_gets_her_chatted_reminder_on_time_and_bob_sees_none_of_her_
     print(f"\nreminder toast shown {lateness_s:+.3f} s after the reminder's fire time")
     await steps.shot(page, "reminder toast")
     assert -0.05 <= lateness_s <= TOAST_LATENESS_LIMIT_S, f"toast {lateness_s:.3f} s after the fire time"
-    await expect(toast).to_contain_text("call mom")
+    await expect(toast).to_contain_text("call mom", ignore_case=True)
     notification_id = await toast.get_attribute("data-notification-id")
     assert notification_id
     listed = page.locator(f".notification-list li[data-notification-id='{notification_id}']")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -87,22 +88,18 @@ def _wait_ready(base_url: str, host: HostProcess, timeout: float = 120.0) -> Non
 
 @pytest.fixture(scope="session")
 def web_host() -> Iterator[WebHost]:
+    """One host for all browser tests (each test signs in users of its own)."""
     if not (WEB_DIST / "index.html").is_file():
-        pytest.skip("frontend/dist is not built; run `make web`")
-    gateway = os.environ.get("TODO_GATEWAY_BIN", "")
-    if not gateway or not Path(gateway).is_file():
-        pytest.skip("the gateway is not built (TODO_GATEWAY_BIN)")
+        pytest.fail("frontend/dist is not built: run `make web`")
     folder = Path(tempfile.mkdtemp(prefix="todo-"))
-    web_port = free_port()
-    host = HostProcess(folder / "data", free_port(), folder / "host.log")
-    host.env.update({"TODO_GATEWAY_BIN": gateway, "TODO_GATEWAY_PORT": str(web_port), "TODO_WEB_DIR": str(WEB_DIST)})
-    base_url = f"http://127.0.0.1:{web_port}"
+    host = HostProcess(folder / "data", free_port(), folder / "host.log", gateway=True, web_dir=WEB_DIST)
     host.start()
     try:
-        _wait_ready(base_url, host)
-        yield WebHost(host, base_url)
+        _wait_ready(host.web_url, host)
+        yield WebHost(host, host.web_url)
     finally:
         host.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest_asyncio.fixture
