@@ -147,7 +147,9 @@ export function ChatPane(props: { api: Api; onTasksSeen: (tasks: Task[]) => void
               <ul class="actions" aria-label="What the assistant did">
                 {m.actions.map((action, i) => (
                   <li key={i}>
-                    <span class="badge">{ACTION_LABELS[action.kind] ?? "Done"}</span> {action.summary}
+                    <span class="badge">{ACTION_LABELS[action.kind] ?? "Done"}</span>{" "}
+                    {/* A single action's summary is usually the reply itself: then name the task instead. */}
+                    {action.summary && action.summary !== m.text ? action.summary : (action.task?.title ?? "")}
                   </li>
                 ))}
               </ul>
