@@ -28,7 +28,7 @@ GATEWAY_SOURCES := $(shell find gateway -name '*.go' -o -name 'go.mod' -o -name 
 
 # Every service in one process on an embedded PostgreSQL; data in ./.data. The REST gateway and the web page are
 # served on http://127.0.0.1:8080 (TODO_GATEWAY_PORT).
-up: $(INSTALLED) $(GATEWAY_BIN)
+up: $(INSTALLED) $(GATEWAY_BIN) web
 	TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m todo_kit.embedded_host
 
 # A bearer token for USER, signed with the key `make up` uses: the same TODO_*
@@ -109,7 +109,7 @@ SEED ?= 1
 faults: $(INSTALLED)
 	$(PY) tests/e2e/fault_rounds.py --rounds $(ROUNDS) --seed $(SEED)
 
-test: check unit
+test: check web-test unit
 
 check: lint-proto check-contracts check-gateway-gen lint-python test-gateway
 
@@ -142,8 +142,42 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
 
-unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN)
+unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser
 	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build frontend/dist frontend/node_modules
+
+# --- The web page (frontend/) and the browser it is tested in ---------------------------------------------------
+# `make web` installs the pinned npm packages (npm's cache is in the user's cache folder; install scripts are not run:
+# none is needed), type-checks and bundles into frontend/dist, again only when a source changed.
+WEB_DIST := frontend/dist/index.html
+WEB_MODULES := frontend/node_modules/.package-lock.json
+WEB_SOURCES := $(shell find frontend/src frontend/static -type f 2>/dev/null) frontend/build.mjs frontend/tsconfig.json
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: web web-test browser screenshot
+web: $(WEB_DIST)
+
+$(WEB_MODULES): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+$(WEB_DIST): $(WEB_MODULES) $(WEB_SOURCES)
+	cd frontend && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+# The page's logic (event-stream reading, merging task news, clarifying choices) under node's test runner.
+web-test: $(WEB_MODULES)
+	cd frontend && node_modules/.bin/tsc --noEmit -p tests && node test.mjs
+
+# Debian's Chromium, which the browser tests drive through Playwright (it cannot download a browser of its own).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+# docs/images/web-chat.png, the README's picture of the page, made by the browser tests.
+screenshot: $(INSTALLED) $(GATEWAY_BIN) web browser
+	TODO_GATEWAY_BIN=$(GATEWAY_BIN) TODO_WEB_SCREENSHOT=docs/images/web-chat.png $(PY) -m pytest -q -p no:cacheprovider tests/browser -k chat_screenshot
