@@ -99,7 +99,7 @@ bench-chat: $(INSTALLED)
 # (event-to-client latency, memory per stream); `--record` appends the figures to docs/benchmarks.md.
 .PHONY: bench-gateway
 bench-gateway: $(INSTALLED) $(GATEWAY_BIN)
-	cd bench && TODO_GATEWAY_BIN=$(GATEWAY_BIN) ../$(PY) bench_gateway.py
+	cd bench && TODO_GATEWAY_BIN=$(GATEWAY_BIN) ../$(PY) bench_gateway.py --record
 
 # Randomized fault rounds: mixed load, kill -9 at a random moment, restart, check nothing lost or doubled
 # (several minutes for 100 rounds; figures in docs/reliability.md). A 3-round version runs in `make test`.
