@@ -40,7 +40,8 @@ def records(n: int) -> list[tuple[bytes, bytes]]:
     made = []
     for i in range(n):
         user = f"user-{i % 200}"
-        task = task_pb2.Task(task_id=str(uuid.uuid4()), user_id=user, title=f"Pay the rent number {i}", tags=["finance"])
+        title = f"Pay the rent number {i}"
+        task = task_pb2.Task(task_id=str(uuid.uuid4()), user_id=user, title=title, tags=["finance"])
         event = events_pb2.TaskCreated(user_id=user, task=task)
         ce = envelope.wrap(event, source="/todo/task_svc", subject=task.task_id)
         made.append((user.encode(), ce.SerializeToString(deterministic=True)))
@@ -112,9 +113,7 @@ def bench_confluent(bootstrap: str, topic: str, data: list[tuple[bytes, bytes]])
     """The plain (threaded) client: AIOProducer.produce with headers is not implemented in every release."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
-    )
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
     latencies: list[float] = []
     done = threading.Event()
     stop_polling = threading.Event()
@@ -123,6 +122,7 @@ def bench_confluent(bootstrap: str, topic: str, data: list[tuple[bytes, bytes]])
         while not stop_polling.is_set():
             producer.poll(0.05)
 
+    lock = threading.Lock()
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     started = time.perf_counter()
@@ -131,7 +131,6 @@ def bench_confluent(bootstrap: str, topic: str, data: list[tuple[bytes, bytes]])
         remaining = [len(batch)]
         done.clear()
         sent_at = time.perf_counter()
-        lock = threading.Lock()
 
         def acked(err: Any, msg: Any, sent_at: float = sent_at, remaining: list[int] = remaining) -> None:
             if err is not None:
