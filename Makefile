@@ -156,7 +156,13 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
 
-unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser
+# The pinned Apache Kafka classpath (KRaft broker and tools) in the user's cache folder; the Kafka runtime's tests
+# start a broker from it. A second run only checks the cache.
+.PHONY: kafka
+kafka:
+	deploy/local/build-kafka.sh
+
+unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser kafka
 	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q
 
 clean:
