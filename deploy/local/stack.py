@@ -61,6 +61,10 @@ REPLICAS = {"reminder_svc": 2, "notify_svc": 2}
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+STACK_SETTINGS = frozenset(
+    {"TODO_RUNTIME", "TODO_KAFKA_BOOTSTRAP", "TODO_KAFKA_CREATE_TOPICS", "TODO_DATABASE_URL", "TODO_DATABASE_ADMIN_URL",
+     "TODO_GRPC_HOST", "TODO_GRPC_PORT", "TODO_SERVICE_ADDRESSES"}
+)  # fmt: skip
 
 
 class StackError(RuntimeError):
@@ -178,7 +182,8 @@ class Stack:
         self.folder = self.folder.resolve()
         self.logs = self.folder / "logs"
         self.postgres = PostgresServer(self.folder / "postgres", port=self.ports.postgres)
-        base = {k: v for k, v in self.env.items() if not k.startswith(("TODO_GATEWAY_", "TODO_KAFKA_", "TODO_GRPC_"))}
+        # What the stack sets per process is not inherited; other TODO_* settings (retries, timeouts) are.
+        base = {k: v for k, v in self.env.items() if k not in STACK_SETTINGS and not k.startswith("TODO_GATEWAY_")}
         self.base_env = {**base, "PYTHONUNBUFFERED": "1"}
 
     # --- addresses -------------------------------------------------------------------------------------------
