@@ -31,6 +31,20 @@ GATEWAY_SOURCES := $(shell find gateway -name '*.go' -o -name 'go.mod' -o -name 
 up: $(INSTALLED) $(GATEWAY_BIN) web
 	TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m todo_kit.embedded_host
 
+# The distributed mode (deploy/local/stack.py): Kafka, one PostgreSQL server, every service in its own process (two
+# replicas of reminder_svc and notify_svc), the gateway with REST and the web page on 127.0.0.1:8080 and every
+# service over gRPC on 127.0.0.1:50051; data in ./.data-distributed (TODO_DISTRIBUTED_DIR). Ctrl-C stops it;
+# `up-distributed-bg` returns once everything serves and `make down` stops it.
+.PHONY: up-distributed up-distributed-bg down
+up-distributed: $(INSTALLED) $(GATEWAY_BIN) web
+	$(PY) deploy/local/stack.py up
+
+up-distributed-bg: $(INSTALLED) $(GATEWAY_BIN) web
+	$(PY) deploy/local/stack.py up --background
+
+down: $(INSTALLED)
+	$(PY) deploy/local/stack.py down
+
 # A bearer token for USER, signed with the key `make up` uses: the same TODO_*
 # environment (TODO_DATA_DIR, TODO_JWT_SECRET[_FILE]) reaches both. It never
 # makes a key; before the first `make up` there is none, and it says so.
@@ -142,7 +156,13 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
 
-unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser
+# The pinned Apache Kafka classpath (KRaft broker and tools) in the user's cache folder; the Kafka runtime's tests
+# start a broker from it. A second run only checks the cache.
+.PHONY: kafka
+kafka:
+	deploy/local/build-kafka.sh
+
+unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser kafka
 	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q
 
 clean:

@@ -19,7 +19,7 @@ from todo_kit.errors import Unauthenticated
     [
         ({"TODO_GRPC_PORT": "http"}, "TODO_GRPC_PORT must be a whole number"),
         ({"TODO_GRPC_PORT": "70000"}, "between 0 and 65535"),
-        ({"TODO_RUNTIME": "kubernetes"}, "TODO_RUNTIME must be one of embedded, dapr"),
+        ({"TODO_RUNTIME": "kubernetes"}, "TODO_RUNTIME must be one of embedded, kafka, dapr"),
         ({"TODO_DATABASE_URL": "postgresql://db/tasks"}, "{database}"),
         ({"TODO_RUNTIME": "dapr"}, "TODO_DATABASE_URL is required"),
         ({"TODO_DATABASE_PREFIX": "x; drop"}, "TODO_DATABASE_PREFIX"),

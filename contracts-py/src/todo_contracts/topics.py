@@ -17,6 +17,8 @@ from todo_contracts.reminder.v1 import events_pb2 as reminder_events
 from todo_contracts.task.v1 import events_pb2 as task_events
 
 DEAD_LETTER_SUFFIX = "-dlq"
+DEFAULT_PARTITIONS = 6
+"""Partitions of a topic on Kafka: the most consumers of one group that share its work (two cores, two replicas)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Topic:
 
     name: str
     event_types: tuple[type[Message], ...]
+    # Kafka partitions, for the topic and its dead-letter topic; a key (user) always lands on the same one.
+    partitions: int = DEFAULT_PARTITIONS
 
     @property
     def dead_letter(self) -> str:

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"todo-chatbot/gateway/internal/config"
 	"todo-chatbot/gateway/internal/server"
 )
@@ -32,8 +34,8 @@ func main() {
 	}
 }
 
-// run serves until SIGTERM or SIGINT, then ends the live streams, lets unary calls finish (ShutdownGrace at most)
-// and returns.
+// run serves (REST, and the gRPC front when configured) until SIGTERM or SIGINT, then ends the live streams, lets
+// unary calls finish (ShutdownGrace at most) and returns.
 func run(cfg config.Config, logger *slog.Logger) error {
 	gw, err := server.New(cfg, logger)
 	if err != nil {
@@ -43,6 +45,13 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	listener, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	var grpcListener net.Listener
+	if gw.GRPC != nil {
+		if grpcListener, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+			_ = listener.Close()
+			return fmt.Errorf("cannot listen on %s (TODO_GATEWAY_GRPC_LISTEN): %w", cfg.GRPCListen, err)
+		}
 	}
 	httpServer := &http.Server{
 		Handler:           gw.Handler,
@@ -57,24 +66,53 @@ func run(cfg config.Config, logger *slog.Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- httpServer.Serve(listener) }()
+	httpServed := make(chan error, 1)
+	go func() { httpServed <- httpServer.Serve(listener) }()
+	grpcServed := make(chan error, 1)
+	if grpcListener != nil {
+		go func() { grpcServed <- gw.GRPC.Serve(grpcListener) }()
+		logger.Info("serving the gRPC front", slog.String("address", grpcListener.Addr().String()))
+	}
 	logger.Info("serving", slog.String("address", listener.Addr().String()), slog.Bool("dev_sign_in", cfg.DevSignIn()),
 		slog.String("static_dir", cfg.StaticDir))
 
 	select {
-	case err := <-served:
+	case err := <-httpServed:
 		return err
+	case err := <-grpcServed:
+		return fmt.Errorf("the gRPC front stopped: %w", err)
 	case <-ctx.Done():
 	}
 	logger.Info("stopping")
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
+	grpcStopped := make(chan struct{})
+	go func() {
+		defer close(grpcStopped)
+		if gw.GRPC != nil {
+			stopGRPC(shutdown, gw.GRPC)
+		}
+	}()
 	if err := httpServer.Shutdown(shutdown); err != nil {
 		_ = httpServer.Close()
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	<-grpcStopped
+	if err := <-httpServed; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// stopGRPC lets the gRPC front's calls finish until ctx ends, then ends the rest (open streams) at once.
+func stopGRPC(ctx context.Context, server *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		server.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		server.Stop()
+	}
 }

@@ -130,6 +130,15 @@ func (b *Backends) For(service string) grpc.ClientConnInterface {
 	return pool
 }
 
+// Routes returns the connection pool of every gRPC service by its full name (for the gRPC front).
+func (b *Backends) Routes() map[string]grpc.ClientConnInterface {
+	routes := make(map[string]grpc.ClientConnInterface, len(b.byService))
+	for service, pool := range b.byService {
+		routes[service] = pool
+	}
+	return routes
+}
+
 // Close closes every connection.
 func (b *Backends) Close() {
 	for _, pool := range b.pools {

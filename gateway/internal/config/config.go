@@ -31,6 +31,8 @@ var AppIDs = map[string]string{
 type Config struct {
 	// Listen is host:port of the HTTP server.
 	Listen string
+	// GRPCListen is host:port of the gRPC front (every call forwarded to its service's backend); empty: none.
+	GRPCListen string
 	// Backend is the one gRPC address of every service (the embedded default).
 	Backend string
 	// BackendFor holds per-service addresses by app id; they win over Backend.
@@ -83,6 +85,7 @@ type setting struct {
 
 var settings = []setting{
 	{"TODO_GATEWAY_LISTEN", "listen", "host:port the HTTP server listens on", "127.0.0.1:8080"},
+	{"TODO_GATEWAY_GRPC_LISTEN", "grpc-listen", "host:port of the gRPC front, which forwards every call to its service's backend; empty = none", ""},
 	{"TODO_GATEWAY_BACKEND", "backend", "gRPC address of every service (one process)", ""},
 	{"TODO_GATEWAY_DAPR_ADDRESS", "dapr-address", "gRPC address of a Dapr sidecar; every call names its app with dapr-app-id", ""},
 	{"TODO_GATEWAY_STATIC_DIR", "static-dir", "folder of the web page; empty serves none", ""},
@@ -123,6 +126,7 @@ func Load(env []string, args []string) (Config, error) {
 
 	cfg := Config{
 		Listen:      *values["TODO_GATEWAY_LISTEN"],
+		GRPCListen:  *values["TODO_GATEWAY_GRPC_LISTEN"],
 		Backend:     *values["TODO_GATEWAY_BACKEND"],
 		DaprAddress: *values["TODO_GATEWAY_DAPR_ADDRESS"],
 		StaticDir:   *values["TODO_GATEWAY_STATIC_DIR"],
@@ -167,6 +171,14 @@ func Load(env []string, args []string) (Config, error) {
 func (c Config) validate() error {
 	if err := checkHostPort("TODO_GATEWAY_LISTEN", c.Listen); err != nil {
 		return err
+	}
+	if c.GRPCListen != "" {
+		if err := checkHostPort("TODO_GATEWAY_GRPC_LISTEN", c.GRPCListen); err != nil {
+			return err
+		}
+		if c.GRPCListen == c.Listen {
+			return errors.New("TODO_GATEWAY_GRPC_LISTEN must differ from TODO_GATEWAY_LISTEN")
+		}
 	}
 	if c.DaprAddress != "" {
 		if c.Backend != "" || len(c.BackendFor) > 0 {

@@ -91,3 +91,19 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		t.Error("an unknown app id must be refused")
 	}
 }
+
+func TestTheGRPCFrontIsOffUnlessAnAddressIsGiven(t *testing.T) {
+	if cfg := load(t, []string{"TODO_GATEWAY_BACKEND=127.0.0.1:50061"}); cfg.GRPCListen != "" {
+		t.Fatalf("gRPC front on %q by default", cfg.GRPCListen)
+	}
+	cfg := load(t, []string{"TODO_GATEWAY_BACKEND=127.0.0.1:50061", "TODO_GATEWAY_GRPC_LISTEN=127.0.0.1:50051"})
+	if cfg.GRPCListen != "127.0.0.1:50051" {
+		t.Fatalf("gRPC front on %q", cfg.GRPCListen)
+	}
+	for _, bad := range []string{"TODO_GATEWAY_GRPC_LISTEN=50051", "TODO_GATEWAY_GRPC_LISTEN=127.0.0.1:8080"} {
+		_, err := config.Load([]string{"TODO_GATEWAY_BACKEND=127.0.0.1:50061", bad}, nil)
+		if err == nil || !strings.Contains(err.Error(), "TODO_GATEWAY_GRPC_LISTEN") {
+			t.Errorf("%s: got %v, want an error naming TODO_GATEWAY_GRPC_LISTEN", bad, err)
+		}
+	}
+}

@@ -18,10 +18,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"todo-chatbot/gateway"
 	"todo-chatbot/gateway/internal/backends"
 	"todo-chatbot/gateway/internal/config"
 	"todo-chatbot/gateway/internal/devtoken"
+	"todo-chatbot/gateway/internal/grpcfront"
 	"todo-chatbot/gateway/internal/httpedge"
 	"todo-chatbot/gateway/internal/rest"
 	"todo-chatbot/gateway/internal/site"
@@ -32,7 +35,9 @@ const readinessTimeout = 2 * time.Second
 
 // Server is the gateway's HTTP handler and what it needs to shut down.
 type Server struct {
-	Handler  http.Handler
+	Handler http.Handler
+	// GRPC is the gRPC front (nil unless TODO_GATEWAY_GRPC_LISTEN is set), on the same backend connections.
+	GRPC     *grpc.Server
 	backends *backends.Backends
 	// streams is the parent of every live stream's context: cancelled at shutdown, so streams end (with an
 	// UNAVAILABLE error event) while unary calls may still finish.
@@ -80,6 +85,12 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	routes.Handle("/openapi.json", site.OpenAPIHandler(openapi))
 	routes.Handle("/", site.StaticHandler(cfg.StaticDir))
 
+	if cfg.GRPCListen != "" {
+		if s.GRPC, err = grpcfront.New(pools.Routes()); err != nil {
+			pools.Close()
+			return nil, err
+		}
+	}
 	s.Handler = httpedge.AccessLog(logger, httpedge.CORS(cfg.CORSOrigins, site.SecurityHeaders(routes)))
 	return s, nil
 }

@@ -60,7 +60,8 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 class Settings:
     """Settings shared by every service and runtime.
 
-    TODO_RUNTIME: "embedded" (all units in one process) or "dapr".
+    TODO_RUNTIME: "embedded" (all units in one process), "kafka" (a unit per
+      process on Kafka, todo_kit.kafka_host) or "dapr".
     TODO_GRPC_HOST / TODO_GRPC_PORT: where the gRPC server listens.
     TODO_DATA_DIR: embedded mode's data folder (PostgreSQL, signing key).
     TODO_DATABASE_URL: a PostgreSQL URL with "{database}" standing for each
@@ -113,7 +114,7 @@ class Settings:
         """Reads the settings; raises ConfigError naming the first bad one."""
         env = os.environ if env is None else env
         settings = cls(
-            runtime=env_choice(env, "TODO_RUNTIME", "embedded", ("embedded", "dapr")),
+            runtime=env_choice(env, "TODO_RUNTIME", "embedded", ("embedded", "kafka", "dapr")),
             grpc_host=env_str(env, "TODO_GRPC_HOST", "127.0.0.1"),
             grpc_port=env_int(env, "TODO_GRPC_PORT", 50051, 0, 65535),
             data_dir=Path(env_str(env, "TODO_DATA_DIR", ".data")).expanduser().resolve(),
@@ -134,8 +135,11 @@ class Settings:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")
         if not all(c.isalnum() or c == "_" for c in settings.database_prefix):
             raise ConfigError("TODO_DATABASE_PREFIX may hold only letters, digits and _")
-        if settings.runtime == "dapr" and not settings.database_url:
-            raise ConfigError("TODO_DATABASE_URL is required with TODO_RUNTIME=dapr")
-        if settings.runtime == "dapr" and not (settings.jwt_secret or settings.jwt_secret_file):
-            raise ConfigError("TODO_JWT_SECRET or TODO_JWT_SECRET_FILE is required with TODO_RUNTIME=dapr")
+        distributed = settings.runtime in ("kafka", "dapr")
+        if distributed and not settings.database_url:
+            raise ConfigError(f"TODO_DATABASE_URL is required with TODO_RUNTIME={settings.runtime}")
+        if distributed and not (settings.jwt_secret or settings.jwt_secret_file):
+            raise ConfigError(
+                f"TODO_JWT_SECRET or TODO_JWT_SECRET_FILE is required with TODO_RUNTIME={settings.runtime}"
+            )
         return settings

@@ -95,6 +95,14 @@ class HostBase:
         """The key that signs and verifies bearer tokens."""
         raise NotImplementedError
 
+    async def prepare_database(self, unit: ServiceUnit, name: str) -> None:
+        """Creates the unit's database `name` if missing and migrates it (a host may serialize this)."""
+        await ensure_database(self.admin_url(), name)
+        await migrate(unit.migrations, self.database_url(name), runtime_role=unit.runtime_role)
+
+    async def database_ready(self, unit: ServiceUnit, db: Database) -> None:
+        """Called with the unit's migrated database before the unit is registered."""
+
     async def serving(self) -> None:
         """Called once the gRPC server listens on self.port (before the workers start)."""
 
@@ -126,10 +134,10 @@ class HostBase:
         self.server = KitServer(settings, verifier, tracing=tracing)
         for unit in self.units:
             name = settings.database_prefix + unit.database
-            await ensure_database(self.admin_url(), name)
-            await migrate(unit.migrations, self.database_url(name), runtime_role=unit.runtime_role)
+            await self.prepare_database(unit, name)
             db = Database(self.database_url(name), role=unit.runtime_role)
             self.databases[unit.database] = db
+            await self.database_ready(unit, db)
             outbox = Outbox(source=f"/todo/{unit.app_id}")
             self.outboxes[unit.app_id] = outbox
             wiring = await unit.register(

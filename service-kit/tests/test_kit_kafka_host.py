@@ -1,0 +1,106 @@
+"""kafka_host processes end to end on a real Kafka broker and PostgreSQL: publish, consume, jobs, health, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+
+from todo_contracts import envelope
+from todo_contracts.common.v1 import common_pb2
+from todo_contracts.task.v1 import task_pb2, task_service_pb2_grpc
+from todo_contracts.task.v1 import task_service_pb2 as ts
+from todo_kit.auth import issue_token
+from todo_kit.kafka_broker import LocalKafka
+from todo_kit.testing import TEST_SIGNING_KEY, KafkaHostProcess, kafka_env, topic_records
+
+
+@pytest.fixture
+async def two_services(kafka_broker: LocalKafka, postgres_url_template: str) -> AsyncIterator[dict[str, Any]]:
+    """task_svc and reminder_svc, each its own kafka_host process, on their own databases."""
+    folder = Path(tempfile.mkdtemp(prefix="todo-kh-"))
+    prefix = f"kh{os.getpid()}_{uuid.uuid4().hex[:6]}_"
+    env = kafka_env(
+        kafka_broker,
+        TODO_DATABASE_URL=postgres_url_template,
+        TODO_DATABASE_PREFIX=prefix,
+        TODO_JWT_SECRET=TEST_SIGNING_KEY,
+        TODO_LOG_LEVEL="WARNING",
+    )
+    task = KafkaHostProcess(["task_svc"], env, folder / "task.log")
+    env = {**env, "TODO_SERVICE_ADDRESSES": f"task_svc={task.address}"}
+    reminder = KafkaHostProcess(["reminder_svc"], env, folder / "reminder.log")
+    task.start()
+    reminder.start()
+    try:
+        await asyncio.gather(task.wait_serving(), reminder.wait_serving())
+        yield {"task": task, "reminder": reminder, "prefix": prefix, "broker": kafka_broker}
+    finally:
+        task.kill()
+        reminder.kill()
+
+
+async def test_a_task_with_a_reminder_goes_through_two_kafka_hosts_and_the_reminder_fires_once(
+    two_services: dict[str, Any], postgres_url_template: str
+) -> None:
+    task_host: KafkaHostProcess = two_services["task"]
+    broker: LocalKafka = two_services["broker"]
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    token = [("authorization", f"Bearer {issue_token(TEST_SIGNING_KEY, user)}")]
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    async with grpc.aio.insecure_channel(task_host.address) as chan:
+        stub = task_service_pb2_grpc.TaskServiceStub(chan)
+        created = await stub.CreateTask(
+            ts.CreateTaskRequest(
+                task=task_pb2.Task(
+                    title="Pay rent",
+                    due=common_pb2.ZonedDateTime(local_time=due.strftime("%Y-%m-%dT%H:%M:%S"), time_zone="UTC"),
+                    reminders=[task_pb2.ReminderRule(before_due=duration_pb2.Duration(seconds=1))],
+                )
+            ),
+            metadata=token,
+        )
+    task_id = created.task.task_id
+
+    # The record on task-events is exactly the outbox's bytes, keyed by the user, with the content-type header.
+    records = await topic_records(broker.bootstrap, "task-events", lambda r: r.key == user.encode(), count=1)
+    record = records[0]
+    conn = await asyncpg.connect(
+        postgres_url_template.format(database=two_services["prefix"] + "todo_task").replace("+asyncpg", "")
+    )
+    try:
+        row = await conn.fetchrow("SELECT payload, published_at FROM outbox WHERE event_id = $1",
+                                  envelope.decode(record.value).id)  # fmt: skip
+    finally:
+        await conn.close()
+    assert row is not None and row["published_at"] is not None
+    assert record.value == bytes(row["payload"])
+    assert dict(record.headers) == {"content-type": b"application/cloudevents+protobuf"}
+
+    # reminder_svc consumed it, planned the reminder as a job, and the job fired once.
+    def due_of_task(r: Any) -> bool:
+        event = envelope.decode(r.value)
+        return event.type == "todo.reminder.v1.ReminderDue" and event.subject == task_id
+
+    fired = await topic_records(broker.bootstrap, "reminder-events", due_of_task, count=1, timeout=30)
+    assert envelope.decode(fired[0].value).time is not None
+    await asyncio.sleep(1.0)  # room for a wrong second firing
+    again = await topic_records(broker.bootstrap, "reminder-events", due_of_task, count=1, timeout=5)
+    assert len(again) == 1
+
+
+async def test_a_kafka_host_serves_health_and_stops_cleanly_on_sigterm(two_services: dict[str, Any]) -> None:
+    reminder: KafkaHostProcess = two_services["reminder"]
+    task: KafkaHostProcess = two_services["task"]
+    assert reminder.stop() == 0, reminder.log_tail()
+    assert task.stop() == 0, task.log_tail()
