@@ -268,6 +268,11 @@ async def test_a_poison_record_goes_to_the_dead_letter_topic_at_once_and_the_nex
     assert {h["original-partition"] for h in headers} == {b"0"}
     assert {h["consumer-group"] for h in headers} == {f"svc.{topic}".encode()}
     assert headers[0]["error"].startswith(b"undecodable") and b"impossible" in headers[1]["error"]
+    listed = await kafka_topics.dead_letters(kafka_broker.bootstrap, [topic + "-dlq"])
+    assert [(d["original_offset"], d["event_type"], d["event_id"]) for d in listed] == [
+        ("0", "(undecodable)", ""),
+        ("2", dropped.event_type, dropped.event_id),
+    ]
 
 
 async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_the_partition_moves_on(

@@ -265,6 +265,16 @@ class KafkaRuntime:
                 found.append((f"job timer of {app_id}", app_id, store.run))
         return found
 
+    async def wait_joined(self, timeout: float) -> bool:
+        """Waits until every consumer has joined its group (had an assignment); False if timeout passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                for consumer in self._consumers:
+                    await consumer.joined.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def ensure_topics(self) -> list[str]:
         """Creates the registry's missing topics (and dead-letter topics); returns the names made."""
         from todo_kit.kafka_topics import create_topics
@@ -394,6 +404,8 @@ class TopicConsumer:
         self._consumer: Any = None
         self._paused = False
         self.handled = 0
+        self.joined = asyncio.Event()
+        """Set once the consumer has had its first assignment (it is a member of its group)."""
 
     # --- the loop -------------------------------------------------------------
 
@@ -411,6 +423,7 @@ class TopicConsumer:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 for tp in assigned:
                     consumer_self._partitions.setdefault(tp, _PartitionWork())
+                consumer_self.joined.set()
 
         settings = self.runtime.settings
         is_observer = self.app_id.startswith(OBSERVER_PREFIX)
