@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -21,8 +22,20 @@ from todo_contracts.common.v1 import common_pb2
 from todo_contracts.task.v1 import task_pb2, task_service_pb2_grpc
 from todo_contracts.task.v1 import task_service_pb2 as ts
 from todo_kit.auth import issue_token
+from todo_kit.config import ConfigError, Settings
 from todo_kit.kafka_broker import LocalKafka
-from todo_kit.testing import TEST_SIGNING_KEY, KafkaHostProcess, kafka_env, topic_records
+from todo_kit.kafka_host import units_named
+from todo_kit.runtime.kafka import KafkaSettings
+from todo_kit.testing import (
+    TEST_SIGNING_KEY,
+    EventRecorder,
+    KafkaHostProcess,
+    eventually,
+    kafka_env,
+    kafka_settings,
+    running_kafka_host,
+    topic_records,
+)
 
 
 @pytest.fixture
@@ -104,3 +117,51 @@ async def test_a_kafka_host_serves_health_and_stops_cleanly_on_sigterm(two_servi
     task: KafkaHostProcess = two_services["task"]
     assert reminder.stop() == 0, reminder.log_tail()
     assert task.stop() == 0, task.log_tail()
+
+
+async def test_an_in_process_kafka_host_hands_its_units_events_to_an_observer(
+    kafka_broker: LocalKafka, kit_settings: Settings
+) -> None:
+    from task_svc.unit import unit as task_unit
+
+    settings = dataclasses.replace(kit_settings, runtime="kafka", jwt_secret=TEST_SIGNING_KEY)
+    recorder = EventRecorder(["task-events"])
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    async with running_kafka_host(settings, [task_unit], kafka_settings(kafka_broker), recorder=recorder) as host:
+        async with grpc.aio.insecure_channel(host.address) as chan:
+            stub = task_service_pb2_grpc.TaskServiceStub(chan)
+            token = [("authorization", f"Bearer {issue_token(TEST_SIGNING_KEY, user)}")]
+            await stub.CreateTask(ts.CreateTaskRequest(task=task_pb2.Task(title="Call mum")), metadata=token)
+        created = await eventually(
+            lambda: [e for e in recorder.events("todo.task.v1.TaskCreated") if e.partition_key == user]
+        )
+    assert len(created) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "TODO_KAFKA_BOOTSTRAP is required"),
+        ({"TODO_KAFKA_BOOTSTRAP": "nohostport"}, "TODO_KAFKA_BOOTSTRAP must be host:port"),
+        ({"TODO_SERVICE_ADDRESSES": "task_svc=127.0.0.1"}, "TODO_SERVICE_ADDRESSES must be app_id=host:port"),
+        ({"TODO_KAFKA_REPLICATION_FACTOR": "0"}, "TODO_KAFKA_REPLICATION_FACTOR must be between 1 and 16"),
+        ({"TODO_KAFKA_CREATE_TOPICS": "perhaps"}, "TODO_KAFKA_CREATE_TOPICS must be true or false"),
+        ({"TODO_KAFKA_HEARTBEAT_MS": "5000"}, "TODO_KAFKA_HEARTBEAT_MS must be at most a third"),
+    ],
+)
+def test_a_bad_kafka_setting_stops_the_process_naming_it(env: dict[str, str], message: str) -> None:
+    base = {"TODO_KAFKA_BOOTSTRAP": "127.0.0.1:9092"} if "TODO_KAFKA_BOOTSTRAP" not in env and env else {}
+    with pytest.raises(ConfigError, match=message):
+        KafkaSettings.from_env({**base, **env})
+
+
+def test_service_addresses_are_read_per_app_id() -> None:
+    settings = KafkaSettings.from_env(
+        {"TODO_KAFKA_BOOTSTRAP": "a:1,b:2", "TODO_SERVICE_ADDRESSES": " task_svc=h1:50061, reminder_svc=h2:50062,"}
+    )
+    assert settings.service_addresses == {"task_svc": "h1:50061", "reminder_svc": "h2:50062"}
+
+
+def test_kafka_host_refuses_an_app_id_that_is_not_installed() -> None:
+    with pytest.raises(ConfigError, match="no installed service unit named nobody_svc"):
+        units_named(["task_svc", "nobody_svc"])

@@ -1,5 +1,9 @@
 """Dead letters of the embedded default, for operators: list, replay, drop.
 
+(The Kafka runtime keeps dead letters on each topic's dead-letter topic, <topic>-dlq, with headers naming the
+original topic, partition, offset, consumer group and error; this command does not read them:
+`python -m todo_kit.kafka_topics dead-letters` lists them.)
+
     python -m todo_kit.deadletters list [--consumer APP] [--json]
     python -m todo_kit.deadletters replay (ID ... | --all) [--consumer APP]
     python -m todo_kit.deadletters drop (ID ... | --all) [--consumer APP]

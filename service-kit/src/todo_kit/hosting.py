@@ -106,6 +106,9 @@ class HostBase:
     async def serving(self) -> None:
         """Called once the gRPC server listens on self.port (before the workers start)."""
 
+    async def workers_started(self) -> None:
+        """Called once the workers were started, before SERVING is reported (a host may wait for them here)."""
+
     async def close(self) -> None:
         """Releases what open() acquired; must be safe after a partial open()."""
 
@@ -160,6 +163,7 @@ class HostBase:
             self.supervisor.add(name, owner, work)
         self.supervisor.add("pruning", HOST, self._prune_periodically)
         await self.supervisor.start()
+        await self.workers_started()
         self._serving = True
         await self._report_health(self.supervisor.down)
         log.info("serving", extra={"address": self.address, "units": [u.app_id for u in self.units]})

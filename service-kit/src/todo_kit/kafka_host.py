@@ -52,6 +52,9 @@ from todo_kit.runtime.port import ServiceUnit, Subscription
 
 log = logging.getLogger(__name__)
 
+JOIN_TIMEOUT_SECONDS = 30.0
+"""How long a start waits for its consumers to join their groups before it reports SERVING regardless."""
+
 
 def units_named(app_ids: Sequence[str]) -> list[ServiceUnit]:
     """The installed units of these app ids, in the order given; ConfigError naming an unknown one."""
@@ -136,6 +139,13 @@ class KafkaHost(HostBase):
                     await conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
         finally:
             await owner.close()
+
+    async def workers_started(self) -> None:
+        """SERVING waits (bounded) until every consumer is a member of its group, so nothing published after
+        SERVING is missed by a consumer that starts from the newest offset (an observer)."""
+        assert isinstance(self.runtime, KafkaRuntime)
+        if not await self.runtime.wait_joined(JOIN_TIMEOUT_SECONDS):
+            log.warning("a consumer has not joined its group yet; serving anyway (it keeps trying)")
 
     async def database_ready(self, unit: ServiceUnit, db: Database) -> None:
         """The unit's jobs live in its own database."""

@@ -2,21 +2,28 @@
 
     python -m todo_kit.kafka_topics --bootstrap HOST:PORT [--replication-factor N] create
     python -m todo_kit.kafka_topics --bootstrap HOST:PORT list
+    python -m todo_kit.kafka_topics --bootstrap HOST:PORT dead-letters [--json]
 
 `create` makes every registry topic (todo_contracts.topics) and its dead-letter
 topic with the registry's partition count, skips the ones that exist, and
 prints what it made; running it again makes nothing. `list` prints the
 registry's topics with their partition counts on the broker ("missing" for a
-topic the broker lacks). The bootstrap address defaults to TODO_KAFKA_BOOTSTRAP.
+topic the broker lacks). `dead-letters` prints every record on the dead-letter
+topics (where it came from, the consumer group that gave up, the error, the
+event's id and type; never its payload, which holds users' content); it reads
+without a consumer group and changes nothing. The bootstrap address defaults
+to TODO_KAFKA_BOOTSTRAP.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from todo_contracts import topics
 
@@ -86,6 +93,51 @@ async def create_topics(bootstrap: str, replication_factor: int = 1, specs: list
     return sorted(made)
 
 
+async def dead_letters(bootstrap: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every record of the dead-letter topics (default: the registry's), oldest first per partition, no payloads."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from todo_contracts import envelope
+
+    present = await existing_topics(bootstrap)
+    if names is None:
+        names = [spec.name for spec in registry_topics() if spec.name.endswith(topics.DEAD_LETTER_SUFFIX)]
+    partitions = [TopicPartition(name, p) for name in names if name in present for p in range(present[name])]
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
+                for record in records:
+                    headers = {k: v.decode(errors="replace") for k, v in record.headers}
+                    try:
+                        decoded = envelope.decode(record.value)
+                        event_id, event_type = decoded.id, decoded.type
+                    except envelope.EnvelopeError:
+                        event_id, event_type = "", "(undecodable)"
+                    found.append({
+                        "topic": tp.topic, "partition": tp.partition, "offset": record.offset,
+                        "original_topic": headers.get("original-topic", ""),
+                        "original_partition": headers.get("original-partition", ""),
+                        "original_offset": headers.get("original-offset", ""),
+                        "consumer_group": headers.get("consumer-group", ""), "error": headers.get("error", ""),
+                        "event_id": event_id, "event_type": event_type,
+                    })  # fmt: skip
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m todo_kit.kafka_topics", description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", default=os.environ.get("TODO_KAFKA_BOOTSTRAP", ""), help="HOST:PORT[,...]")
@@ -98,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("create", help="create the registry's missing topics and their dead-letter topics")
     commands.add_parser("list", help="show the registry's topics on the broker")
+    letters = commands.add_parser("dead-letters", help="show the records of the dead-letter topics (no payloads)")
+    letters.add_argument("--json", action="store_true", help="one JSON object a line")
     return parser
 
 
@@ -107,6 +161,18 @@ async def _run(args: argparse.Namespace) -> int:
         for name in made:
             print(f"created {name}")
         print(f"{len(made)} topic(s) created, {len(registry_topics()) - len(made)} already there")
+        return 0
+    if args.command == "dead-letters":
+        found = await dead_letters(args.bootstrap)
+        for item in found:
+            if args.json:
+                print(json.dumps(item))
+            else:
+                print(f"{item['topic']}/{item['partition']}@{item['offset']}  from {item['original_topic']}/"
+                      f"{item['original_partition']}@{item['original_offset']}  {item['consumer_group']}  "
+                      f"{item['event_type']}  {item['event_id']}\n    {item['error']}")  # fmt: skip
+        if not found and not args.json:
+            print("no dead letters")
         return 0
     present = await existing_topics(args.bootstrap)
     for spec in registry_topics():

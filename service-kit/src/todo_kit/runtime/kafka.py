@@ -69,6 +69,10 @@ MAX_BUFFERED_RECORDS = 2000
 """Records fetched and not yet finished per consumer before it pauses fetching (memory stays bounded)."""
 REVOKE_WAIT_SECONDS = 10.0
 """How long a revoked partition's handlers in flight may take to finish before they are cancelled."""
+BROKER_PROBE_INTERVAL = 2.0
+"""Seconds without records or commits after which a consumer asks whether the broker is there."""
+COMMIT_TIMEOUT_SECONDS = 5.0
+"""How long one commit may wait for the broker; a commit that times out is made again later."""
 FIRST_RETRY_DELAY = 0.1
 OBSERVER_PREFIX = "observer-"
 """App ids of a host's observers (tests' event recorders): each process reads every event, in a group of its own."""
@@ -152,6 +156,12 @@ def parse_service_addresses(raw: str) -> dict[str, str]:
     return found
 
 
+def _cancelled_from_outside() -> bool:
+    """Whether the current task is being cancelled (a stop), rather than a cancellation leaking out of the client."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class BrokerUnavailable(Exception):
     """A consumer could not reach the broker for longer than it may (its unit goes NOT_SERVING)."""
 
@@ -204,6 +214,7 @@ class KafkaRuntime:
         self.settings = settings
         self.retry_for = retry_for
         self.max_retry_delay = max_retry_delay
+        self.revoke_wait = REVOKE_WAIT_SECONDS
         self.client_id = settings.client_id or f"{client_name}-{socket.gethostname()}-{os.getpid()}"
         self._producer: Any = None
         self._producer_lock = asyncio.Lock()
@@ -253,6 +264,16 @@ class KafkaRuntime:
             if self._job_handlers.get(app_id):
                 found.append((f"job timer of {app_id}", app_id, store.run))
         return found
+
+    async def wait_joined(self, timeout: float) -> bool:
+        """Waits until every consumer has joined its group (had an assignment); False if timeout passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                for consumer in self._consumers:
+                    await consumer.joined.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def ensure_topics(self) -> list[str]:
         """Creates the registry's missing topics (and dead-letter topics); returns the names made."""
@@ -383,6 +404,8 @@ class TopicConsumer:
         self._consumer: Any = None
         self._paused = False
         self.handled = 0
+        self.joined = asyncio.Event()
+        """Set once the consumer has had its first assignment (it is a member of its group)."""
 
     # --- the loop -------------------------------------------------------------
 
@@ -400,6 +423,7 @@ class TopicConsumer:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 for tp in assigned:
                     consumer_self._partitions.setdefault(tp, _PartitionWork())
+                consumer_self.joined.set()
 
         settings = self.runtime.settings
         is_observer = self.app_id.startswith(OBSERVER_PREFIX)
@@ -417,26 +441,37 @@ class TopicConsumer:
         consumer.subscribe([self.subscription.topic], listener=Rebalance())
         try:
             await consumer.start()
-        except BaseException:
-            await consumer.stop()
+        except BaseException as exc:
+            await asyncio.shield(self._leave(consumer))
+            if isinstance(exc, asyncio.CancelledError) and not _cancelled_from_outside():
+                # The client's own tasks were cancelled (no broker): a failure to restart, not a stop.
+                raise BrokerUnavailable(f"{self.group_id} could not join its group") from None
             raise
         self._consumer = consumer
         loop = asyncio.get_running_loop()
-        reachable_at = loop.time()
+        reachable_at = probed_at = loop.time()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                try:
+                    # Bounded: while the group cannot be joined (no broker) getmany waits for an assignment.
+                    batches = await asyncio.wait_for(consumer.getmany(timeout_ms=200, max_records=500), 2.0)
+                except TimeoutError:
+                    batches = {}
                 for tp, records in batches.items():
                     self._accept(tp, records)
                 self._pause_or_resume()
-                if await self._commit_finished():
-                    reachable_at = loop.time()
-                if self._coordinator_known() or batches:
-                    reachable_at = loop.time()
-                elif loop.time() - reachable_at > settings.broker_down_seconds:
-                    raise BrokerUnavailable(
-                        f"no group coordinator for {self.group_id} for {settings.broker_down_seconds} s"
-                    )
+                committed = await self._commit_finished()
+                now = loop.time()
+                if batches or committed:
+                    reachable_at = now
+                elif now - max(reachable_at, probed_at) >= BROKER_PROBE_INTERVAL:
+                    probed_at = now
+                    if await self._broker_answers():
+                        reachable_at = loop.time()
+                    elif now - reachable_at > settings.broker_down_seconds:
+                        raise BrokerUnavailable(
+                            f"the broker did not answer {self.group_id} for {settings.broker_down_seconds} s"
+                        )
         finally:
             await asyncio.shield(self._leave(consumer))
 
@@ -449,14 +484,23 @@ class TopicConsumer:
         self._consumer = None
         try:
             await asyncio.wait_for(consumer.stop(), 15)
+        except asyncio.CancelledError:
+            # Runs shielded, so this comes from the client: stopping without a
+            # broker cancels its own background tasks and one of them leaks out.
+            log.warning("leaving the group was cut short", extra={"group": self.group_id})
         except Exception:
             log.warning("leaving the group failed", extra={"group": self.group_id}, exc_info=True)
 
-    def _coordinator_known(self) -> bool:
-        # aiokafka marks the group coordinator dead while it cannot reach it and
-        # looks for it again in the background; no public call tells this.
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        return coordinator is None or getattr(coordinator, "coordinator_id", 0) is not None
+    async def _broker_answers(self) -> bool:
+        """Whether a broker answers a metadata request now (asked through the consumer's own client)."""
+        client = getattr(self._consumer, "_client", None)  # aiokafka has no public call for this
+        if client is None:
+            return True
+        try:
+            await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_INTERVAL * 2)
+        except Exception:
+            return False
+        return True
 
     def _pause_or_resume(self) -> None:
         buffered = sum(len(p.pending) for p in self._partitions.values())
@@ -526,7 +570,11 @@ class TopicConsumer:
         from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
         try:
-            await self._consumer.commit(offsets)
+            # Bounded: while the broker is away a commit waits for the coordinator for ever.
+            await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("commit timed out; trying again", extra={"group": self.group_id})
+            return False
         except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced meanwhile: the partitions' new owners start
             # from the last commit and repeat what follows (the inbox absorbs it).
@@ -546,7 +594,7 @@ class TopicConsumer:
             work.revoked = True
         running = [task for _, work in works for task in work.tasks]
         if running:
-            _, late = await asyncio.wait(running, timeout=REVOKE_WAIT_SECONDS)
+            _, late = await asyncio.wait(running, timeout=self.runtime.revoke_wait)
             for task in late:
                 task.cancel()  # its transaction rolls back; the next owner handles the record again
             if late:
