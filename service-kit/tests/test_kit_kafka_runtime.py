@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import pytest
 import sqlalchemy as sa
 
@@ -18,7 +19,7 @@ from todo_contracts import envelope
 from todo_contracts.envelope import DecodedEvent
 from todo_contracts.task.v1 import events_pb2, task_pb2
 from todo_kit import kafka_topics
-from todo_kit.config import Settings
+from todo_kit.config import ConfigError, Settings
 from todo_kit.db import Database, ensure_database
 from todo_kit.kafka_broker import LocalKafka
 from todo_kit.messaging import Outbox, OutboxRelay, OutgoingEvent, claim_event, outbox_table
@@ -417,3 +418,43 @@ async def test_a_consumer_whose_broker_stays_away_reports_not_serving_and_resume
     finally:
         await publisher.stop()
     assert set((await effect_counts(db)).values()) == {1}
+
+
+async def test_a_command_to_a_service_that_is_starting_is_retried_and_carries_the_callers_identity(
+    kafka_broker: LocalKafka,
+) -> None:
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from todo_kit.kafka_broker import free_port
+    from todo_kit.request_context import bind_authorization
+
+    port = free_port()
+    seen: list[str | None] = []
+
+    class RecordingHealth(health.aio.HealthServicer):  # type: ignore[misc]
+        async def Check(self, request: Any, context: Any) -> Any:
+            seen.append(dict(context.invocation_metadata()).get("authorization"))
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(RecordingHealth(), server)
+    runtime = KafkaRuntime(kafka_settings(kafka_broker, TODO_SERVICE_ADDRESSES=f"task_svc=127.0.0.1:{port}"))
+
+    async def start_later() -> None:
+        await asyncio.sleep(0.4)  # the first attempts find nothing listening (connection refused: UNAVAILABLE)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+
+    starting = asyncio.create_task(start_later())
+    try:
+        bind_authorization("Bearer for-alice")
+        stub = health_pb2_grpc.HealthStub(runtime.for_unit("chat_svc").channel("task_svc"))
+        reply = await stub.Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert seen == ["Bearer for-alice"]
+        with pytest.raises(ConfigError, match="TODO_SERVICE_ADDRESSES has no address for audit_svc"):
+            runtime.for_unit("chat_svc").channel("audit_svc")
+    finally:
+        await starting
+        await runtime.stop()
+        await server.stop(0)

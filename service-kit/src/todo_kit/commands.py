@@ -77,7 +77,15 @@ def retry_options(attempts: int = 5, initial_backoff: float = 0.1, max_backoff: 
             }
         ]
     }
-    return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
+    # A target that restarts is reconnected to within the retries' window (gRPC's default first backoff is 1 s).
+    reconnect = int(initial_backoff * 1000)
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.initial_reconnect_backoff_ms", reconnect),
+        ("grpc.min_reconnect_backoff_ms", reconnect),
+        ("grpc.max_reconnect_backoff_ms", int(max_backoff * 1000)),
+    ]
 
 
 def command_channel(
