@@ -2,6 +2,11 @@
 
     .venv/bin/python tests/e2e/fault_rounds.py --rounds 100 [--seed N] [--data-dir DIR] [--keep]
     make faults ROUNDS=100 SEED=1
+    make faults-distributed ROUNDS=20 SEED=1     # --mode distributed: fault_rounds_distributed.py
+
+The load, the resolution of unknown outcomes, the checks that do not depend on
+the runtime and the round loop are in fault_rounds_common.py, shared with the
+distributed variant; this file holds what is specific to the embedded default.
 
 Runs `python -m todo_kit.embedded_host` (what `make up` runs) as a child
 process on one data folder for the whole run, so state accumulates as in real
@@ -269,8 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, help="where the run's data goes (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder after a successful run")
+    parser.add_argument(
+        "--mode", choices=("embedded", "distributed"), default="embedded",
+        help="the embedded default (one host process) or the distributed stack (fault_rounds_distributed.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     config = RoundsConfig(rounds=args.rounds, seed=args.seed)
+    if args.mode == "distributed":
+        import fault_rounds_distributed
+
+        return fault_rounds_distributed.main(config, args.data_dir, args.keep)
     # Short: PostgreSQL's socket lives in the data folder and its path has a length limit.
     folder = args.data_dir or Path(tempfile.mkdtemp(prefix="todo-faults-"))
     folder.mkdir(parents=True, exist_ok=True)

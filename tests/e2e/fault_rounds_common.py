@@ -827,7 +827,8 @@ class FaultRoundsBase:
             running = [asyncio.create_task(clients.run()) for _ in range(self.config.workers)]
             await asyncio.sleep(kill_at)
             self.phase = "injecting the fault"
-            fault = await self.inject(rng)
+            # Its own generator: the clients draw from theirs as the timing goes, the fault follows the seed only.
+            fault = await self.inject(random.Random(f"{self.config.seed}/{number}/fault"))
             if self.load_through_fault:
                 self.phase = "under load after the fault"
                 await asyncio.sleep(load_for - kill_at)
