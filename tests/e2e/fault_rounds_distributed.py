@@ -313,6 +313,11 @@ async def check(rounds: DistributedRounds) -> Findings:
     """Every check described at the top, over everything the run did so far."""
     reader, ledger = rounds.reader, rounds.ledger
     found = Findings()
+    # Notifications first: one that exists now comes from a firing the reminder rows read next show (a reminder
+    # due after the quiet moment may fire while the checks read).
+    notified = Counter({r["reminder_id"]: r["n"] for r in await reader.fetch(
+        "notify_svc", "SELECT reminder_id, count(*) AS n FROM notifications WHERE user_id = ANY($1)"
+        " GROUP BY reminder_id", reader.users)})  # fmt: skip
     await reader.read_new_events()
     rows = await read_service_rows(reader.conns["task_svc"], reader.conns["reminder_svc"], reader.users)
     distinct, published_again = distinct_events(reader.events)
@@ -348,9 +353,6 @@ async def check(rounds: DistributedRounds) -> Findings:
             )
 
     # One notification per reminder firing, and none for anything else.
-    notified = Counter({r["reminder_id"]: r["n"] for r in await reader.fetch(
-        "notify_svc", "SELECT reminder_id, count(*) AS n FROM notifications WHERE user_id = ANY($1)"
-        " GROUP BY reminder_id", reader.users)})  # fmt: skip
     due = {e.reminder_id for t, e in distinct.values() if t == REMINDER_TOPIC and e.type.endswith("ReminderDue")}
     for row in rows.reminders:
         rid = row["reminder_id"]
