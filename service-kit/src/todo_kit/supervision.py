@@ -27,6 +27,8 @@ FIRST_DELAY = 0.2
 MAX_DELAY = 10.0
 STABLE_AFTER = 60.0
 """A loop that ran this long before failing starts again from the first delay."""
+STOP_WAIT_SECONDS = 60.0
+"""How long stop() waits for cancelled workers (a consumer may take half a minute to hand its partitions over)."""
 
 
 async def wait_for_wake(wake: asyncio.Event, timeout: float) -> None:
@@ -54,6 +56,7 @@ class Supervisor:
 
     def __init__(self, on_health: Callable[[frozenset[str]], Awaitable[None]]) -> None:
         self._on_health = on_health
+        self.stop_wait = STOP_WAIT_SECONDS
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._down: dict[str, int] = {}
@@ -76,11 +79,24 @@ class Supervisor:
         self._tasks = [asyncio.create_task(self._keep(w), name=w.name) for w in self._workers]
 
     async def stop(self) -> None:
-        """Cancels every worker and waits for them to end."""
-        for task in self._tasks:
+        """Cancels every worker and waits for them to end.
+
+        Bounded: a worker still running after stop_wait seconds is logged as an
+        error, cancelled once more and left behind, so a worker that lost its
+        cancel never keeps a host from shutting down.
+        """
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if not tasks:
+            return
+        done, stuck = await asyncio.wait(tasks, timeout=self.stop_wait)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background work ended with an error while stopping", extra={"worker": task.get_name()})
+        for task in stuck:
+            log.error("background work did not stop when cancelled", extra={"worker": task.get_name()})
+            task.cancel()
 
     async def _keep(self, worker: Worker) -> None:
         loop = asyncio.get_running_loop()
@@ -98,6 +114,10 @@ class Supervisor:
                     extra={"worker": worker.name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                     exc_info=loop.time() - started > 1.0 or delay == FIRST_DELAY,
                 )
+            this_task = asyncio.current_task()
+            if this_task is not None and this_task.cancelling():
+                # The worker swallowed its cancel (asyncio.wait_for of Python 3.11 can): it ends all the same.
+                raise asyncio.CancelledError
             if loop.time() - started > STABLE_AFTER:
                 delay = FIRST_DELAY
             await self._mark(worker.owner, +1)

@@ -43,10 +43,10 @@ import random
 import socket
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -60,6 +60,8 @@ from todo_kit.runtime.jobstore import JobStore
 from todo_kit.runtime.port import DropEvent, HandlerOutcome, JobHandler, JobOptions, Subscription
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CONTENT_TYPE = "application/cloudevents+protobuf"
 """The content-type header of every record (Dapr's rawPayload form of a protobuf CloudEvent)."""
@@ -160,6 +162,19 @@ def _cancelled_from_outside() -> bool:
     """Whether the current task is being cancelled (a stop), rather than a cancellation leaking out of the client."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """Awaits with a deadline (TimeoutError when it passes), never losing a cancellation.
+
+    asyncio.wait_for of Python 3.11 returns the result when the task is
+    cancelled just as the awaited call finishes, and the cancellation is lost
+    (python/cpython#86296): a consumer loop that polls every 200 ms then kept
+    running after its supervisor had cancelled it, and the stop waited for ever.
+    asyncio.timeout delivers such a cancellation at the next await.
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class BrokerUnavailable(Exception):
@@ -313,7 +328,7 @@ class KafkaRuntime:
             producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.stop(), 10)
+                await within(10, producer.stop())
             except Exception:
                 log.warning("stopping a failed producer failed", exc_info=True)
 
@@ -450,11 +465,16 @@ class TopicConsumer:
         self._consumer = consumer
         loop = asyncio.get_running_loop()
         reachable_at = probed_at = loop.time()
+        this_task = asyncio.current_task()
         try:
             while True:
+                if this_task is not None and this_task.cancelling():
+                    # A cancel that a call below swallowed (the client itself uses
+                    # asyncio.wait_for) still stops the loop.
+                    raise asyncio.CancelledError
                 try:
                     # Bounded: while the group cannot be joined (no broker) getmany waits for an assignment.
-                    batches = await asyncio.wait_for(consumer.getmany(timeout_ms=200, max_records=500), 2.0)
+                    batches = await within(2.0, consumer.getmany(timeout_ms=200, max_records=500))
                 except TimeoutError:
                     batches = {}
                 for tp, records in batches.items():
@@ -483,7 +503,7 @@ class TopicConsumer:
             log.warning("committing before leaving the group failed", extra={"group": self.group_id}, exc_info=True)
         self._consumer = None
         try:
-            await asyncio.wait_for(consumer.stop(), 15)
+            await within(15, consumer.stop())
         except asyncio.CancelledError:
             # Runs shielded, so this comes from the client: stopping without a
             # broker cancels its own background tasks and one of them leaks out.
@@ -497,7 +517,7 @@ class TopicConsumer:
         if client is None:
             return True
         try:
-            await asyncio.wait_for(client.fetch_all_metadata(), BROKER_PROBE_INTERVAL * 2)
+            await within(BROKER_PROBE_INTERVAL * 2, client.fetch_all_metadata())
         except Exception:
             return False
         return True
@@ -571,7 +591,7 @@ class TopicConsumer:
 
         try:
             # Bounded: while the broker is away a commit waits for the coordinator for ever.
-            await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
+            await within(COMMIT_TIMEOUT_SECONDS, self._consumer.commit(offsets))
         except TimeoutError:
             log.warning("commit timed out; trying again", extra={"group": self.group_id})
             return False

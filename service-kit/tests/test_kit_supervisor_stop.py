@@ -1,0 +1,57 @@
+"""The supervisor's stop ends every worker, even one that loses or ignores its cancel, and never waits for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from todo_kit.supervision import Supervisor
+
+
+async def _no_health(down: frozenset[str]) -> None:
+    return None
+
+
+async def test_a_worker_that_swallows_its_cancel_once_still_ends_at_stop() -> None:
+    runs = 0
+
+    async def polls_and_swallows() -> None:
+        nonlocal runs
+        runs += 1
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return  # as asyncio.wait_for can do: the cancel is lost and the worker returns normally
+
+    supervisor = Supervisor(_no_health)
+    supervisor.add("poller", "svc", polls_and_swallows)
+    await supervisor.start()
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(supervisor.stop(), 5)
+    assert runs == 1  # not restarted after the lost cancel
+
+
+async def test_a_worker_that_ignores_every_cancel_is_logged_and_left_after_the_stop_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue
+
+    supervisor = Supervisor(_no_health)
+    supervisor.stop_wait = 0.2
+    supervisor.add("stubborn", "svc", stubborn)
+    await supervisor.start()
+    await asyncio.sleep(0.05)
+    with caplog.at_level(logging.ERROR, logger="todo_kit.supervision"):
+        await asyncio.wait_for(supervisor.stop(), 5)
+    assert any("did not stop when cancelled" in r.getMessage() for r in caplog.records)
+    release.set()
+    await asyncio.sleep(0.05)
