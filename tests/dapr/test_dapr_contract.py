@@ -38,7 +38,7 @@ from todo_kit.runtime.port import DropEvent, FailurePolicy, HandlerOutcome, JobE
 from todo_kit.testing import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sidecar_double import Bus, SidecarDouble  # noqa: E402
+from sidecar_double import Bus, SidecarDouble
 
 Status = appcallback_pb2.TopicEventResponse.TopicEventResponseStatus
 API_TOKEN = "sidecar-token-1"
@@ -426,7 +426,9 @@ async def test_secret_settings_are_read_from_the_secret_store_and_a_missing_one_
         assert {(c.request.store_name, c.request.key) for c in secrets} == {
             ("todo-secrets", "todo-jwt"), ("todo-secrets", "task-svc-database-url")}  # fmt: skip
         with pytest.raises(ConfigError) as caught:
-            await resolve_secret_settings({"TODO_SMTP_PASSWORD": "secret:absent"}, app.runtime.get_secret, "todo-secrets")
+            await resolve_secret_settings(
+                {"TODO_SMTP_PASSWORD": "secret:absent"}, app.runtime.get_secret, "todo-secrets"
+            )
         message = str(caught.value)
         assert "TODO_SMTP_PASSWORD" in message and "absent" in message and "s3cret" not in message
     finally:

@@ -41,8 +41,8 @@ from todo_kit.testing import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from host_process import free_port  # noqa: E402
-from sidecar_double import Bus, SidecarDouble  # noqa: E402
+from host_process import free_port
+from sidecar_double import Bus, SidecarDouble
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -146,7 +146,9 @@ async def dapr_stack() -> AsyncIterator[DaprStack]:
 class User:
     def __init__(self, stack: DaprStack, name: str) -> None:
         self.metadata = [("authorization", f"Bearer {issue_token(JWT_KEY, name)}")]
-        self.channels = {a: grpc.aio.insecure_channel(stack.address(a)) for a in ("task_svc", "notify_svc", "audit_svc")}
+        self.channels = {
+            a: grpc.aio.insecure_channel(stack.address(a)) for a in ("task_svc", "notify_svc", "audit_svc")
+        }
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self.channels["task_svc"])
         self.notifications = notify_pb2_grpc.NotificationServiceStub(self.channels["notify_svc"])
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channels["audit_svc"])
