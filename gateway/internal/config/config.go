@@ -64,10 +64,14 @@ type Address struct {
 	DaprAppID string
 }
 
+// DaprAppID is the Dapr app id of the service of app id appID: a DNS label in Kubernetes, so "_" becomes "-"
+// (task_svc -> task-svc), as the services' own Dapr runtime names its targets.
+func DaprAppID(appID string) string { return strings.ReplaceAll(appID, "_", "-") }
+
 // AddressOf returns where the service of app id appID is called.
 func (c Config) AddressOf(appID string) Address {
 	if c.DaprAddress != "" {
-		return Address{Target: c.DaprAddress, DaprAppID: appID}
+		return Address{Target: c.DaprAddress, DaprAppID: DaprAppID(appID)}
 	}
 	if target, ok := c.BackendFor[appID]; ok {
 		return Address{Target: target}

@@ -49,7 +49,7 @@ func TestEveryServiceNeedsAnAddress(t *testing.T) {
 
 func TestDaprSidecarNamesTheAppOfEachService(t *testing.T) {
 	cfg := load(t, []string{"TODO_GATEWAY_DAPR_ADDRESS=127.0.0.1:50001"})
-	if got := cfg.AddressOf("notify_svc"); got != (config.Address{Target: "127.0.0.1:50001", DaprAppID: "notify_svc"}) {
+	if got := cfg.AddressOf("notify_svc"); got != (config.Address{Target: "127.0.0.1:50001", DaprAppID: "notify-svc"}) {
 		t.Fatalf("notify_svc goes to %+v", got)
 	}
 	if _, err := config.Load([]string{"TODO_GATEWAY_DAPR_ADDRESS=127.0.0.1:50001", "TODO_GATEWAY_BACKEND=127.0.0.1:2"}, nil); err == nil {

@@ -293,14 +293,14 @@ func TestDaprSidecarCallsNameTheAppAndStreams(t *testing.T) {
 	// The fake backend stands in for the sidecar: it sees the metadata Dapr would route by.
 	f := start(t, func(cfg *config.Config) { cfg.DaprAddress, cfg.Backend = cfg.Backend, "" })
 	f.do(t, http.MethodGet, "/v1/tasks/t-1", nil)
-	if md := f.backend.last(); len(md.Get("dapr-app-id")) != 1 || md.Get("dapr-app-id")[0] != "task_svc" || len(md.Get("dapr-stream")) != 0 {
+	if md := f.backend.last(); len(md.Get("dapr-app-id")) != 1 || md.Get("dapr-app-id")[0] != "task-svc" || len(md.Get("dapr-stream")) != 0 {
 		t.Fatalf("unary metadata %v", md)
 	}
 	events := openEvents(t, f, "", nil)
 	if _, err := events.next(); err != nil {
 		t.Fatal(err)
 	}
-	if md := f.backend.last(); md.Get("dapr-app-id")[0] != "task_svc" || len(md.Get("dapr-stream")) != 1 || md.Get("dapr-stream")[0] != "true" {
+	if md := f.backend.last(); md.Get("dapr-app-id")[0] != "task-svc" || len(md.Get("dapr-stream")) != 1 || md.Get("dapr-stream")[0] != "true" {
 		t.Fatalf("stream metadata %v", md)
 	}
 }

@@ -94,14 +94,20 @@ def command_channel(
     *,
     options: Sequence[tuple[str, Any]] = (),
     default_timeout: float | None = None,
+    stream_metadata: Sequence[tuple[str, str]] = (),
 ) -> grpc.aio.Channel:
     """A plaintext channel to address whose calls forward the caller's identity and trace context.
 
-    options: gRPC channel options (retry_options()); default_timeout: the
-    deadline, in seconds, of a unary call made without one.
+    extra_metadata goes on every call, stream_metadata on server-streaming
+    calls only (Dapr's `dapr-stream: true`); options: gRPC channel options
+    (retry_options()); default_timeout: the deadline, in seconds, of a unary
+    call made without one.
     """
     return grpc.aio.insecure_channel(
         address,
         options=list(options),
-        interceptors=[_ForwardUnary(extra_metadata, default_timeout), _ForwardStream(extra_metadata)],
+        interceptors=[
+            _ForwardUnary(extra_metadata, default_timeout),
+            _ForwardStream([*extra_metadata, *stream_metadata]),
+        ],
     )

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import grpc
 from grpc_health.v1 import health_pb2
 
 from todo_kit.auth import TokenVerifier
@@ -103,6 +104,9 @@ class HostBase:
     async def database_ready(self, unit: ServiceUnit, db: Database) -> None:
         """Called with the unit's migrated database before the unit is registered."""
 
+    def add_host_services(self, server: grpc.aio.Server) -> None:
+        """Adds the host's own servicers (a Dapr host's AppCallback) before the units register theirs."""
+
     async def serving(self) -> None:
         """Called once the gRPC server listens on self.port (before the workers start)."""
 
@@ -135,6 +139,7 @@ class HostBase:
         tracing = configure_tracing(settings, "todo-" + (self.units[0].app_id if len(self.units) == 1 else "host"))
         verifier = TokenVerifier(self.signing_key(), max_lifetime=settings.token_max_lifetime)
         self.server = KitServer(settings, verifier, tracing=tracing)
+        self.add_host_services(self.server.server)
         for unit in self.units:
             name = settings.database_prefix + unit.database
             await self.prepare_database(unit, name)

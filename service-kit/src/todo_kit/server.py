@@ -61,6 +61,9 @@ def pending_call_limits(max_concurrent_rpcs: int) -> tuple[tuple[str, int], ...]
 
 # Methods anyone may call without a token: probes and service discovery.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Dapr's callbacks (AppCallback, AppCallbackAlpha, AppCallbackHealthCheck): only a Dapr host serves them, and it
+# guards them itself with Dapr's app API token (todo_kit.dapr_callback); a user's bearer token means nothing there.
+CALLBACK_METHOD_PREFIXES = ("/dapr.proto.runtime.v1.AppCallback",)
 
 
 access_log = logging.getLogger("todo_kit.access")
@@ -123,7 +126,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
+        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES) or method.startswith(CALLBACK_METHOD_PREFIXES):
             return handler
         # request_deserializer=None: the wrapper receives the raw bytes and decodes them itself.
         if handler.unary_unary is not None:
