@@ -8,30 +8,12 @@ when nothing is there.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-UMBRELLA = ROOT / "deploy" / "helm" / "todo-chatbot"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "todo-chatbot"
-HELM_VERSION = "v4.3.1"
-DAPR_VERSION = "1.18.3"
-RELEASE = "todo"
-NAMESPACE = "todo"
-
-# The renderings every check runs over: the umbrella with each values file, its plain defaults, and the Kafka
-# runtime (no Dapr) with the minikube file.
-RENDERINGS: dict[str, list[str]] = {
-    "minikube": ["-f", str(UMBRELLA / "values-minikube.yaml")],
-    "cloud": ["-f", str(UMBRELLA / "values-cloud.yaml")],
-    "defaults": [],
-    "kafka-runtime": ["-f", str(UMBRELLA / "values-minikube.yaml"), "--set", "global.runtime=kafka"],
-}
+from helm_render import CACHE, DAPR_VERSION, HELM_VERSION, RENDERINGS, UMBRELLA, parse, template
 
 
 def _from_env_or_cache(variable: str, cached: Path, hint: str) -> Path:
@@ -59,20 +41,6 @@ def helm() -> Path:
 def dapr_crds() -> Path:
     """The folder of Dapr's CRDs at the pinned release."""
     return _from_env_or_cache("TODO_DAPR_CRDS", CACHE / "dapr" / DAPR_VERSION / "crds", "make helm-check")
-
-
-def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """helm with a scratch-free environment: no repositories are read, nothing is fetched."""
-    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, check=False)
-
-
-def template(helm: Path, *args: str, chart: Path = UMBRELLA) -> subprocess.CompletedProcess[str]:
-    """`helm template` of a chart as the release `todo` in namespace `todo`, for Kubernetes 1.28."""
-    return run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", "v1.28.0", *args)
-
-
-def parse(manifests: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(manifests) if doc]
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from chart_policy import APP_IDS, SERVICE_APP_IDS, dapr_app_id, name_of
-
-from conftest import RENDERINGS, ROOT, UMBRELLA, run_helm, template
+from helm_render import RENDERINGS, ROOT, UMBRELLA, run_helm, template
 
 Rendered = Callable[[str], list[dict[str, Any]]]
 SERVICE_CHARTS = [ROOT / app / "chart" for app in SERVICE_APP_IDS] + [ROOT / "gateway" / "chart"]

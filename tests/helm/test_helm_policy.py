@@ -18,8 +18,7 @@ from chart_policy import (
     secret_violations,
     values_secret_violations,
 )
-
-from conftest import RENDERINGS, ROOT, UMBRELLA
+from helm_render import RENDERINGS, ROOT, UMBRELLA
 
 Rendered = Callable[[str], list[dict[str, Any]]]
 VALUES_FILES = [UMBRELLA / n for n in ("values.yaml", "values-minikube.yaml", "values-cloud.yaml")] + [
