@@ -14,6 +14,13 @@ PACKAGES := contracts-py service-kit task_svc reminder_svc recurrence_svc notify
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/bin
 GRPCURL_VERSION := v1.9.4
 GRPCURL := $(TOOLS_BIN)/grpcurl
+# helm is built from the Go module proxy (pinned; the binary's name carries its version, so a new pin builds anew);
+# Dapr's CRDs come from the dapr/dapr Go module at the pinned Dapr release. Both are cached in the user's cache folder.
+HELM_VERSION := v4.3.1
+HELM := $(TOOLS_BIN)/helm-$(HELM_VERSION)
+DAPR_VERSION := v1.18.3
+DAPR_CRDS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/todo-chatbot/dapr/$(DAPR_VERSION:v%=%)/crds
+SERVICE_CHARTS := $(addsuffix /chart,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc gateway)
 # Code generators of the REST gateway (buf.gen.yaml), pinned; protoc-gen-go-grpc v1.6.2 writes code for
 # google.golang.org/grpc >= 1.64 (the gateway uses v1.85.0).
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -176,8 +183,8 @@ lint-python: $(INSTALLED)
 kafka:
 	deploy/local/build-kafka.sh
 
-unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser kafka
-	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q
+unit: $(INSTALLED) $(GRPCURL) $(GATEWAY_BIN) web browser kafka helm-deps $(DAPR_CRDS)/.fetched-from
+	GRPCURL=$(GRPCURL) TODO_GATEWAY_BIN=$(GATEWAY_BIN) HELM=$(HELM) TODO_DAPR_CRDS=$(DAPR_CRDS) $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) build frontend/dist frontend/node_modules
@@ -215,3 +222,27 @@ $(CHROMIUM):
 # docs/images/web-chat.png, the README's picture of the page, made by the browser tests.
 screenshot: $(INSTALLED) $(GATEWAY_BIN) web browser
 	TODO_GATEWAY_BIN=$(GATEWAY_BIN) TODO_WEB_SCREENSHOT=docs/images/web-chat.png $(PY) -m pytest -q -p no:cacheprovider tests/browser -k chat_screenshot
+
+# --- Helm charts (deploy/helm: the library chart, the umbrella release; <service>/chart; docs/deploy.md) -------------
+
+.PHONY: helm helm-deps helm-check
+helm: $(HELM)
+
+$(HELM):
+	GOBIN=$(TOOLS_BIN)/helm-build go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS_BIN)/helm-build/helm $@
+	rmdir $(TOOLS_BIN)/helm-build
+
+$(DAPR_CRDS)/.fetched-from:
+	deploy/helm/fetch-dapr-crds.sh $(DAPR_VERSION) $(DAPR_CRDS)
+
+# Each chart's charts/ (the library, then the subcharts into the umbrella), from the file:// dependencies, offline.
+helm-deps: $(HELM)
+	@for chart in $(SERVICE_CHARTS) deploy/helm/todo-chatbot; do \
+	  $(HELM) dependency update --skip-refresh $$chart >/dev/null || exit 1; \
+	done
+
+# Lint, render with each values file, validate offline (Kubernetes 1.28 and the newest bundled schemas, Dapr's CRDs),
+# policy tests (tests/helm). Part of `make test` through `unit`.
+helm-check: $(INSTALLED) helm-deps $(DAPR_CRDS)/.fetched-from
+	HELM=$(HELM) TODO_DAPR_CRDS=$(DAPR_CRDS) $(PY) -m pytest -q -p no:cacheprovider tests/helm
