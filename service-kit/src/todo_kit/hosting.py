@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from grpc_health.v1 import health_pb2
 
-from todo_kit.auth import TokenVerifier
+from todo_kit.auth import verifier_for
 from todo_kit.config import Settings
 from todo_kit.db import Database, ensure_database, migrate
 from todo_kit.messaging import Outbox, OutboxRelay, prune_messaging
@@ -133,7 +133,7 @@ class HostBase:
         assert runtime is not None
         settings = self.settings
         tracing = configure_tracing(settings, "todo-" + (self.units[0].app_id if len(self.units) == 1 else "host"))
-        verifier = TokenVerifier(self.signing_key(), max_lifetime=settings.token_max_lifetime)
+        verifier = verifier_for(settings, self.signing_key)
         self.server = KitServer(settings, verifier, tracing=tracing)
         for unit in self.units:
             name = settings.database_prefix + unit.database

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from todo_kit.auth import TokenVerifier, set_current_user
+from todo_kit.auth import BearerVerifier, set_current_user
 from todo_kit.config import Settings
 from todo_kit.errors import DeadlineExceeded, DomainError, InvalidArgument
 from todo_kit.inputs import request_problems
@@ -112,7 +112,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
     (health, reflection) pass untouched.
     """
 
-    def __init__(self, verifier: TokenVerifier, *, default_deadline: float = 30.0) -> None:
+    def __init__(self, verifier: BearerVerifier, *, default_deadline: float = 30.0) -> None:
         self._verifier = verifier
         self._default_deadline = default_deadline
 
@@ -140,10 +140,10 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
             )
         return self._refused(method, handler)
 
-    def _admit(self, record: _CallRecord, decode: Any, raw: bytes, context: ServicerContext) -> Any:
+    async def _admit(self, record: _CallRecord, decode: Any, raw: bytes, context: ServicerContext) -> Any:
         """The authenticated user is bound and the request decoded and checked; raises DomainError otherwise."""
         metadata = dict(context.invocation_metadata() or ())
-        record.user_id = self._verifier.user_of(metadata.get("authorization"))
+        record.user_id = await self._verifier.authenticate(metadata.get("authorization"))
         set_current_user(record.user_id)
         # Commands this call makes and events it causes carry the same identity and trace.
         bind_authorization(metadata.get("authorization"))
@@ -158,7 +158,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         async def call(raw: bytes, context: ServicerContext) -> Any:
             record = _CallRecord(method)
             try:
-                request = self._admit(record, decode, raw, context)
+                request = await self._admit(record, decode, raw, context)
                 remaining = context.time_remaining()
                 limit = self._default_deadline if remaining is None else None
                 try:
@@ -182,7 +182,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         async def call(raw: bytes, context: ServicerContext) -> AsyncIterator[Any]:
             record = _CallRecord(method)
             try:
-                request = self._admit(record, decode, raw, context)
+                request = await self._admit(record, decode, raw, context)
                 async for response in inner(request, context):
                     yield response
             except BaseException as exc:
@@ -286,7 +286,7 @@ class KitServer:
     connections whose client is gone (KEEPALIVE).
     """
 
-    def __init__(self, settings: Settings, verifier: TokenVerifier, *, tracing: Iterable[Any] = ()) -> None:
+    def __init__(self, settings: Settings, verifier: BearerVerifier, *, tracing: Iterable[Any] = ()) -> None:
         self.settings = settings
         # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
         # would then start silently and take half of the calls.
