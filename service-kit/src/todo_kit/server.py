@@ -21,6 +21,7 @@ from todo_kit.auth import BearerVerifier, set_current_user
 from todo_kit.config import Settings
 from todo_kit.errors import DeadlineExceeded, DomainError, InvalidArgument
 from todo_kit.inputs import request_problems
+from todo_kit.ratelimit import CommandRateLimiter
 from todo_kit.request_context import bind_authorization, bind_traceparent
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,12 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
     (health, reflection) pass untouched.
     """
 
-    def __init__(self, verifier: BearerVerifier, *, default_deadline: float = 30.0) -> None:
+    def __init__(
+        self, verifier: BearerVerifier, *, default_deadline: float = 30.0, limiter: CommandRateLimiter | None = None
+    ) -> None:
         self._verifier = verifier
         self._default_deadline = default_deadline
+        self._limiter = limiter
 
     async def intercept_service(
         self,
@@ -144,6 +148,9 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         """The authenticated user is bound and the request decoded and checked; raises DomainError otherwise."""
         metadata = dict(context.invocation_metadata() or ())
         record.user_id = await self._verifier.authenticate(metadata.get("authorization"))
+        if self._limiter is not None:
+            # Once per call: a stream counts when it opens, whatever it sends afterwards.
+            await self._limiter.admit(record.method, record.user_id)
         set_current_user(record.user_id)
         # Commands this call makes and events it causes carry the same identity and trace.
         bind_authorization(metadata.get("authorization"))
@@ -286,12 +293,22 @@ class KitServer:
     connections whose client is gone (KEEPALIVE).
     """
 
-    def __init__(self, settings: Settings, verifier: BearerVerifier, *, tracing: Iterable[Any] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: BearerVerifier,
+        *,
+        tracing: Iterable[Any] = (),
+        limiter: CommandRateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
-            interceptors=[*tracing, KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds)],
+            interceptors=[
+                *tracing,
+                KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds, limiter=limiter),
+            ],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
