@@ -194,3 +194,20 @@ def test_the_rate_limit_settings_default_on_in_a_cluster_and_off_embedded() -> N
     for env in ({"TODO_RATE_LIMIT_PER_MINUTE": "-1"}, {"TODO_RATE_LIMIT_BURST": "0"}, {"TODO_RATE_LIMIT_BURST": "x"}):
         with pytest.raises(SystemExit, match=next(iter(env))):
             Settings.from_env(env)
+
+
+async def test_a_service_acting_as_a_role_that_does_not_own_its_tables_can_use_its_buckets(
+    kit_settings: Settings,
+) -> None:
+    from audit_svc.unit import unit as audit_unit
+    from todo_contracts.audit.v1 import audit_pb2, audit_pb2_grpc
+
+    settings = limited(kit_settings, per_minute=60, burst=2)
+    async with running_host(settings, [audit_unit]) as host, channel(host) as chan:
+        stub = audit_pb2_grpc.AuditServiceStub(chan)
+        alice = bearer(settings, "alice")
+        for _ in range(2):
+            await stub.ListActivity(audit_pb2.ListActivityRequest(), metadata=alice)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListActivity(audit_pb2.ListActivityRequest(), metadata=alice)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
