@@ -147,10 +147,9 @@ test: check web-test unit
 
 check: lint-proto check-contracts check-gateway-gen lint-python test-gateway
 
-$(INSTALLED): requirements/dev.txt requirements/services.txt requirements/dapr.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+$(INSTALLED): requirements/dev.txt requirements/services.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/dapr.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -e ,$(subst service-kit,service-kit[embedded],$(PACKAGES)))
 	touch $@
 

@@ -241,6 +241,7 @@ class Distributed(System):
             "TODO_DATA_DIR": str(folder / "data"),
             "TODO_JWT_SECRET_FILE": str(self.key_file),
             "TODO_LOG_LEVEL": "WARNING",  # as bench_tasks.Host runs the embedded default
+            "TODO_RATE_LIMIT_PER_MINUTE": "0",  # measures throughput, not the per-user limit
         }
         self.stack = Stack(folder / "stack", ports=ports, gateway_bin=gateway_bin, web_dir=None, env=env)
         settings = Settings.from_env({"TODO_JWT_SECRET_FILE": str(self.key_file)})

@@ -48,6 +48,7 @@ def stack() -> Iterator[Stack]:
         "TODO_KAFKA_HEARTBEAT_MS": "300",
         "TODO_KAFKA_BROKER_DOWN_SECONDS": "5",
         "TODO_EVENT_RETRY_MAX_DELAY_SECONDS": "2",
+        "TODO_RATE_LIMIT_PER_MINUTE": "0",  # fault tests drive load above a user's rate on purpose
     }
     running = Stack(folder, ports=ports, gateway_bin=binary, web_dir=None, env=env)
     running.start()

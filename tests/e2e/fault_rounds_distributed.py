@@ -109,6 +109,8 @@ def stack_env(key_file: Path) -> dict[str, str]:
         "TODO_KAFKA_HEARTBEAT_MS": "300",
         "TODO_KAFKA_BROKER_DOWN_SECONDS": "5",
         "TODO_EVENT_RETRY_MAX_DELAY_SECONDS": "2",
+        # The load sends commands as fast as it can: far above any user's rate limit, on purpose.
+        "TODO_RATE_LIMIT_PER_MINUTE": "0",
         "TODO_REMINDER_LATE_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
     }
 

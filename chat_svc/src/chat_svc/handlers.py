@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -28,15 +30,18 @@ Context = ServicerContext
 class MessageInterpreter(Protocol):
     """What the chat needs of an interpreter (chat_svc.interpret.Interpreter has this shape).
 
-    interpret() is deterministic, fast (meant to take under 10 ms for a message
-    of MAX_TEXT_CHARS) and never raises, so it runs on the event loop. A slower
-    one (a language model) would sit behind this same protocol and run its
-    calls off the loop with their own deadline.
+    interpret() never raises. The rules' is deterministic and fast (meant to
+    take under 10 ms for a message of MAX_TEXT_CHARS), so it runs on the event
+    loop and returns the intent; a language model's
+    (chat_svc.interpret.conversation) is a coroutine that awaits the model
+    with its own deadline.
     """
 
     name: str
 
-    def interpret(self, text: str, time_zone: str, reference_time: datetime) -> chat_pb2.Intent: ...
+    def interpret(
+        self, text: str, time_zone: str, reference_time: datetime
+    ) -> chat_pb2.Intent | Awaitable[chat_pb2.Intent]: ...
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -48,8 +53,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self.assistant = assistant
         self.interpreter = interpreter
 
-    def _interpret(self, text: str, time_zone: str, reference_time: datetime) -> chat_pb2.Intent:
-        intent = self.interpreter.interpret(text, time_zone, reference_time)
+    async def _interpret(self, text: str, time_zone: str, reference_time: datetime) -> chat_pb2.Intent:
+        answered = self.interpreter.interpret(text, time_zone, reference_time)
+        intent = await answered if inspect.isawaitable(answered) else answered
         if not intent.interpreter:
             intent.interpreter = self.interpreter.name
         return intent
@@ -65,7 +71,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         zone = zoned.zone_named(request.time_zone)
         request_id = request.client_request_id
         now = zoned.now_utc()
-        intent = self._interpret(text, request.time_zone, now)
+        intent = await self._interpret(text, request.time_zone, now)
         async with self.db.transaction() as conn:
             repo = ConversationRepository(conn)
             if request_id:
@@ -125,7 +131,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         )
         domain.check_reference_time(reference, violations)
         violations.raise_if_any()
-        return chat_pb2.InterpretResponse(intent=self._interpret(text, request.time_zone, reference))
+        return chat_pb2.InterpretResponse(intent=await self._interpret(text, request.time_zone, reference))
 
     async def GetConversation(
         self, request: chat_pb2.GetConversationRequest, context: Context

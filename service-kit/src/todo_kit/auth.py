@@ -1,6 +1,9 @@
 """Identity: the calling user comes only from a verified bearer token.
 
-Tokens are HS256 JWTs with sub = the user id, issued by issue_token with a
+Two modes (TODO_AUTH_MODE): "shared-key", below, and "oidc", tokens of an
+OpenID Connect provider (todo_kit.oidc); verifier_for picks one.
+
+Shared-key tokens are HS256 JWTs with sub = the user id, issued by issue_token with a
 signing key that is configuration (a secret), never a constant in code. In the
 embedded default a key is generated once per data folder (signing_key_for), by
 the host at its first start. A token lives at most a bounded time (exp - iat,
@@ -14,8 +17,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import jwt
 
@@ -114,6 +119,34 @@ def issue_token(
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `authorization: Bearer <token>` value; raises Unauthenticated."""
+    if not authorization:
+        raise Unauthenticated("missing authorization metadata: send `authorization: Bearer <token>`")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("authorization must be `Bearer <token>`")
+    return token
+
+
+class BearerVerifier(Protocol):
+    """What the server needs to know who calls: the user of a call's authorization metadata."""
+
+    async def authenticate(self, authorization: str | None) -> str:
+        """The user id of an `authorization: Bearer <JWT>` value; raises Unauthenticated."""
+        ...
+
+
+def verifier_for(settings: Settings, signing_key: Callable[[], str]) -> BearerVerifier:
+    """The verifier of settings.auth_mode: shared-key (with the key signing_key() gives) or oidc."""
+    if settings.auth_mode == "oidc":
+        from todo_kit.oidc import OidcSettings, OidcVerifier
+
+        return OidcVerifier(OidcSettings.of(settings))
+    return TokenVerifier(signing_key(), max_lifetime=settings.token_max_lifetime)
+
+
 class TokenVerifier:
     """Checks bearer tokens and returns their user.
 
@@ -131,12 +164,7 @@ class TokenVerifier:
 
     def user_of(self, authorization: str | None) -> str:
         """The user id of an `authorization: Bearer <JWT>` value; raises Unauthenticated."""
-        if not authorization:
-            raise Unauthenticated("missing authorization metadata: send `authorization: Bearer <token>`")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("authorization must be `Bearer <token>`")
+        token = bearer_token(authorization)
         remembered = self._verified.get(token)
         if remembered is not None and remembered[1] > time.time():
             return remembered[0]
@@ -145,6 +173,10 @@ class TokenVerifier:
             self._verified.clear()
         self._verified[token] = (user_id, expires)
         return user_id
+
+    async def authenticate(self, authorization: str | None) -> str:
+        """user_of as the server calls it (the check is quick: no I/O)."""
+        return self.user_of(authorization)
 
     def _verify(self, token: str) -> tuple[str, float]:
         try:

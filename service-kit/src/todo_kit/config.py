@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 
 class ConfigError(SystemExit):
@@ -85,6 +86,22 @@ class Settings:
       client set no deadline; then DEADLINE_EXCEEDED (1 to 3600, default 30).
     TODO_TOKEN_MAX_LIFETIME_HOURS: the longest a bearer token may live, from
       issue to expiry; longer ones are refused (1 to 87600, default 720 = 30 days).
+    TODO_AUTH_MODE: "shared-key" (HS256 tokens signed with TODO_JWT_SECRET[_FILE];
+      the default) or "oidc" (tokens of an OpenID Connect provider, below).
+    TODO_OIDC_ISSUER / TODO_OIDC_AUDIENCE: the provider's issuer URL and the
+      audience tokens must name (both required with oidc).
+    TODO_OIDC_JWKS_URL: where the provider's keys are (default: the jwks_uri of
+      the issuer's /.well-known/openid-configuration).
+    TODO_OIDC_ALGORITHMS: accepted signature algorithms (default "RS256,ES256";
+      only asymmetric ones may be named).
+    TODO_OIDC_USER_CLAIM: the claim holding the user id (default "sub").
+    TODO_OIDC_JWKS_REFRESH_SECONDS: how often the keys are fetched again
+      (30 to 86400, default 300).
+    TODO_RATE_LIMIT_PER_MINUTE: commands a user may send to one service per
+      minute (0 = no limit; default 600 in the kafka and dapr runtimes, 0 in
+      the embedded default, which serves one machine's users and its tests).
+    TODO_RATE_LIMIT_BURST: how many commands a user may send at once before the
+      per-minute rate applies (1 to 100000, default 120).
     """
 
     runtime: str
@@ -103,6 +120,15 @@ class Settings:
     max_concurrent_rpcs: int = 25_000
     default_deadline_seconds: int = 30
     token_max_lifetime_hours: int = 720
+    auth_mode: str = "shared-key"
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_user_claim: str = "sub"
+    oidc_jwks_refresh_seconds: int = 300
+    rate_limit_per_minute: int = 0
+    rate_limit_burst: int = 120
 
     @property
     def token_max_lifetime(self) -> timedelta:
@@ -130,6 +156,7 @@ class Settings:
             max_concurrent_rpcs=env_int(env, "TODO_GRPC_MAX_CONCURRENT_RPCS", 25_000, 1, 100_000),
             default_deadline_seconds=env_int(env, "TODO_GRPC_DEFAULT_DEADLINE_SECONDS", 30, 1, 3600),
             token_max_lifetime_hours=env_int(env, "TODO_TOKEN_MAX_LIFETIME_HOURS", 720, 1, 87_600),
+            **_identity_settings(env),
         )
         if settings.database_url and "{database}" not in settings.database_url:
             raise ConfigError("TODO_DATABASE_URL must contain {database} where each service's database name goes")
@@ -138,8 +165,55 @@ class Settings:
         distributed = settings.runtime in ("kafka", "dapr")
         if distributed and not settings.database_url:
             raise ConfigError(f"TODO_DATABASE_URL is required with TODO_RUNTIME={settings.runtime}")
-        if distributed and not (settings.jwt_secret or settings.jwt_secret_file):
+        if distributed and settings.auth_mode == "shared-key" and not (settings.jwt_secret or settings.jwt_secret_file):
             raise ConfigError(
                 f"TODO_JWT_SECRET or TODO_JWT_SECRET_FILE is required with TODO_RUNTIME={settings.runtime}"
             )
         return settings
+
+
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+"""Signature algorithms an OpenID Connect provider's tokens may use: never HS* (a shared secret) or none."""
+
+
+def _identity_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """TODO_AUTH_MODE, TODO_OIDC_* and TODO_RATE_LIMIT_* as Settings fields; ConfigError naming a bad one."""
+    runtime = env.get("TODO_RUNTIME") or "embedded"
+    fields: dict[str, Any] = {
+        "auth_mode": env_choice(env, "TODO_AUTH_MODE", "shared-key", ("shared-key", "oidc")),
+        "oidc_issuer": env_str(env, "TODO_OIDC_ISSUER", "").rstrip("/"),
+        "oidc_audience": env_str(env, "TODO_OIDC_AUDIENCE", ""),
+        "oidc_jwks_url": env_str(env, "TODO_OIDC_JWKS_URL", ""),
+        "oidc_user_claim": env_str(env, "TODO_OIDC_USER_CLAIM", "sub"),
+        "oidc_jwks_refresh_seconds": env_int(env, "TODO_OIDC_JWKS_REFRESH_SECONDS", 300, 30, 86_400),
+        # Off by default in the embedded default: its users are one machine's, and its tests drive load.
+        "rate_limit_per_minute": env_int(
+            env, "TODO_RATE_LIMIT_PER_MINUTE", 0 if runtime == "embedded" else 600, 0, 1_000_000
+        ),
+        "rate_limit_burst": env_int(env, "TODO_RATE_LIMIT_BURST", 120, 1, 100_000),
+    }
+    algorithms = tuple(a.strip() for a in env_str(env, "TODO_OIDC_ALGORITHMS", "RS256,ES256").split(",") if a.strip())
+    refused = [a for a in algorithms if a not in ASYMMETRIC_ALGORITHMS]
+    if not algorithms or refused:
+        raise ConfigError(
+            f"TODO_OIDC_ALGORITHMS must name some of {', '.join(ASYMMETRIC_ALGORITHMS)}, got {', '.join(refused)!r}"
+        )
+    fields["oidc_algorithms"] = algorithms
+    if fields["auth_mode"] == "oidc":
+        for name, key in (("TODO_OIDC_ISSUER", "oidc_issuer"), ("TODO_OIDC_AUDIENCE", "oidc_audience")):
+            if not fields[key]:
+                raise ConfigError(f"{name} is required with TODO_AUTH_MODE=oidc")
+        for name, key in (("TODO_OIDC_ISSUER", "oidc_issuer"), ("TODO_OIDC_JWKS_URL", "oidc_jwks_url")):
+            if fields[key] and not is_fetchable(fields[key]):
+                raise ConfigError(f"{name} must be an https:// URL (http:// only on loopback), got {fields[key]!r}")
+    return fields
+
+
+def is_fetchable(url: str) -> bool:
+    """Whether a provider's URL may be fetched: https, or plain http to this machine (a local test provider)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -22,10 +23,17 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2
 
-from todo_kit.auth import TokenVerifier
+from todo_kit.auth import verifier_for
 from todo_kit.config import Settings
 from todo_kit.db import Database, ensure_database, migrate
 from todo_kit.messaging import Outbox, OutboxRelay, prune_messaging
+from todo_kit.ratelimit import (
+    CommandRateLimiter,
+    PostgresRateLimitStore,
+    RateLimit,
+    RateLimitStore,
+    create_rate_limit_table,
+)
 from todo_kit.runtime.port import JobHandler, Runtime, ServiceUnit, Subscription, UnitContext, UnitWiring, check_wiring
 from todo_kit.server import KitServer, configure_tracing
 from todo_kit.supervision import HOST, Supervisor
@@ -75,6 +83,8 @@ class HostBase:
         self.wirings: dict[str, UnitWiring] = {}
         self.outboxes: dict[str, Outbox] = {}
         self.supervisor = Supervisor(self._report_health)
+        self.limiter = CommandRateLimiter()
+        self.rate_limit_stores: dict[str, RateLimitStore] = {}
         self._serving = False
         self.port = 0
 
@@ -100,6 +110,16 @@ class HostBase:
         """Creates the unit's database `name` if missing and migrates it (a host may serialize this)."""
         await ensure_database(self.admin_url(), name)
         await migrate(unit.migrations, self.database_url(name), runtime_role=unit.runtime_role)
+
+    async def rate_limit_store(self, unit: ServiceUnit, name: str, db: Database, limit: RateLimit) -> RateLimitStore:
+        """Where the unit's per-user buckets live: by default a table in its own database `name` (made here, as the
+        database's owner); a host may keep them elsewhere (the Dapr host: its state store)."""
+        owner = Database(self.database_url(name), pool_size=1)
+        try:
+            await create_rate_limit_table(owner, grant_to=unit.runtime_role)
+        finally:
+            await owner.close()
+        return PostgresRateLimitStore(db, limit)
 
     async def database_ready(self, unit: ServiceUnit, db: Database) -> None:
         """Called with the unit's migrated database before the unit is registered."""
@@ -137,15 +157,20 @@ class HostBase:
         assert runtime is not None
         settings = self.settings
         tracing = configure_tracing(settings, "todo-" + (self.units[0].app_id if len(self.units) == 1 else "host"))
-        verifier = TokenVerifier(self.signing_key(), max_lifetime=settings.token_max_lifetime)
-        self.server = KitServer(settings, verifier, tracing=tracing)
+        verifier = verifier_for(settings, self.signing_key)
+        self.server = KitServer(settings, verifier, tracing=tracing, limiter=self.limiter)
         self.add_host_services(self.server.server)
+        limit = RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst)
         for unit in self.units:
             name = settings.database_prefix + unit.database
             await self.prepare_database(unit, name)
             db = Database(self.database_url(name), role=unit.runtime_role)
             self.databases[unit.database] = db
             await self.database_ready(unit, db)
+            if limit.per_minute:
+                store = await self.rate_limit_store(unit, name, db, limit)
+                self.rate_limit_stores[unit.app_id] = store
+                self.limiter.add(unit.service_names, store)
             outbox = Outbox(source=f"/todo/{unit.app_id}")
             self.outboxes[unit.app_id] = outbox
             wiring = await unit.register(
@@ -200,6 +225,9 @@ class HostBase:
             )
             counts[f"{unit.app_id}.outbox"] = outbox_rows
             counts[f"{unit.app_id}.processed_events"] = inbox_rows
+            store = self.rate_limit_stores.get(unit.app_id)
+            if isinstance(store, PostgresRateLimitStore):
+                counts[f"{unit.app_id}.rate_limits"] = await store.prune(time.time())
             for table, pruner in self.wirings[unit.app_id].pruners.items():
                 counts[f"{unit.app_id}.{table}"] = await pruner(now - keep)
         return counts

@@ -113,7 +113,7 @@ class KafkaHost(HostBase):
         super().__init__(settings, units, observers=observers)
         if not settings.database_url:
             raise ConfigError("TODO_DATABASE_URL is required by the Kafka host")
-        if not (settings.jwt_secret or settings.jwt_secret_file):
+        if settings.auth_mode == "shared-key" and not (settings.jwt_secret or settings.jwt_secret_file):
             raise ConfigError("TODO_JWT_SECRET or TODO_JWT_SECRET_FILE is required by the Kafka host")
         self.kafka = kafka
         admin = (env or {}).get("TODO_DATABASE_ADMIN_URL", "")

@@ -17,10 +17,11 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from todo_kit.auth import TokenVerifier, set_current_user
+from todo_kit.auth import BearerVerifier, set_current_user
 from todo_kit.config import Settings
 from todo_kit.errors import DeadlineExceeded, DomainError, InvalidArgument
 from todo_kit.inputs import request_problems
+from todo_kit.ratelimit import CommandRateLimiter
 from todo_kit.request_context import bind_authorization, bind_traceparent
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,12 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
     (health, reflection) pass untouched.
     """
 
-    def __init__(self, verifier: TokenVerifier, *, default_deadline: float = 30.0) -> None:
+    def __init__(
+        self, verifier: BearerVerifier, *, default_deadline: float = 30.0, limiter: CommandRateLimiter | None = None
+    ) -> None:
         self._verifier = verifier
         self._default_deadline = default_deadline
+        self._limiter = limiter
 
     async def intercept_service(
         self,
@@ -143,10 +147,13 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
             )
         return self._refused(method, handler)
 
-    def _admit(self, record: _CallRecord, decode: Any, raw: bytes, context: ServicerContext) -> Any:
+    async def _admit(self, record: _CallRecord, decode: Any, raw: bytes, context: ServicerContext) -> Any:
         """The authenticated user is bound and the request decoded and checked; raises DomainError otherwise."""
         metadata = dict(context.invocation_metadata() or ())
-        record.user_id = self._verifier.user_of(metadata.get("authorization"))
+        record.user_id = await self._verifier.authenticate(metadata.get("authorization"))
+        if self._limiter is not None:
+            # Once per call: a stream counts when it opens, whatever it sends afterwards.
+            await self._limiter.admit(record.method, record.user_id)
         set_current_user(record.user_id)
         # Commands this call makes and events it causes carry the same identity and trace.
         bind_authorization(metadata.get("authorization"))
@@ -161,7 +168,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         async def call(raw: bytes, context: ServicerContext) -> Any:
             record = _CallRecord(method)
             try:
-                request = self._admit(record, decode, raw, context)
+                request = await self._admit(record, decode, raw, context)
                 remaining = context.time_remaining()
                 limit = self._default_deadline if remaining is None else None
                 try:
@@ -185,7 +192,7 @@ class KitInterceptor(grpc.aio.ServerInterceptor):
         async def call(raw: bytes, context: ServicerContext) -> AsyncIterator[Any]:
             record = _CallRecord(method)
             try:
-                request = self._admit(record, decode, raw, context)
+                request = await self._admit(record, decode, raw, context)
                 async for response in inner(request, context):
                     yield response
             except BaseException as exc:
@@ -289,12 +296,22 @@ class KitServer:
     connections whose client is gone (KEEPALIVE).
     """
 
-    def __init__(self, settings: Settings, verifier: TokenVerifier, *, tracing: Iterable[Any] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: BearerVerifier,
+        *,
+        tracing: Iterable[Any] = (),
+        limiter: CommandRateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         # gRPC turns SO_REUSEPORT on by default: a second server on a busy port
         # would then start silently and take half of the calls.
         self.server = grpc.aio.server(
-            interceptors=[*tracing, KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds)],
+            interceptors=[
+                *tracing,
+                KitInterceptor(verifier, default_deadline=settings.default_deadline_seconds, limiter=limiter),
+            ],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
