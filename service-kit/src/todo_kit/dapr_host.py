@@ -33,11 +33,19 @@ import grpc
 
 from todo_kit.auth import signing_key_for
 from todo_kit.config import ConfigError, Settings
+from todo_kit.db import Database
 from todo_kit.embedded_host import check_port_free
 from todo_kit.hosting import HostBase
 from todo_kit.kafka_host import prepare_service_database, units_named
 from todo_kit.logs import configure_logging
-from todo_kit.runtime.dapr import DaprRuntime, DaprSettings, resolve_secret_settings, wait_for_sidecar
+from todo_kit.ratelimit import RateLimit, RateLimitStore
+from todo_kit.runtime.dapr import (
+    DaprRuntime,
+    DaprSettings,
+    DaprStateRateLimitStore,
+    resolve_secret_settings,
+    wait_for_sidecar,
+)
 from todo_kit.runtime.port import ServiceUnit
 
 log = logging.getLogger(__name__)
@@ -87,6 +95,18 @@ class DaprHost(HostBase):
     async def prepare_database(self, unit: ServiceUnit, name: str) -> None:
         """Creates the database if its role cannot reach it and migrates it, replicas taking turns."""
         await prepare_service_database(unit, name, self.database_url(name), self.admin_url(), job_table=False)
+
+    async def rate_limit_store(self, unit: ServiceUnit, name: str, db: Database, limit: RateLimit) -> RateLimitStore:
+        """Per-user buckets in the Dapr state store, shared by every replica of the app."""
+        assert isinstance(self.runtime, DaprRuntime)
+        settings = self.runtime.settings
+        return DaprStateRateLimitStore(
+            self.runtime.stub,
+            settings.state_store,
+            limit.per_minute,
+            limit.burst,
+            metadata=settings.api_metadata,
+        )
 
 
 async def resolved_env(env: Mapping[str, str], dapr: DaprSettings) -> dict[str, str]:

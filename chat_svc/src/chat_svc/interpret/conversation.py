@@ -261,7 +261,7 @@ class ConversationInterpreter:
         # Made on first use, inside the running loop (a grpc.aio channel belongs to the loop it was made in).
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.settings.sidecar_address)
-        return dapr_pb2_grpc.DaprStub(self._channel)  # type: ignore[no-untyped-call]  # generated, untyped
+        return dapr_pb2_grpc.DaprStub(self._channel)
 
     async def close(self) -> None:
         """Closes the channel to the sidecar."""
