@@ -174,7 +174,9 @@ class Sidecar:
             "--log-level=info",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DAPR_", "APP_API_TOKEN", "TODO_"))}
-        env.update({"DAPR_API_TOKEN": self.api_token, "APP_API_TOKEN": self.app_token,
+        # DAPR_HOST_IP: the address daprd registers for the other sidecars (mDNS name resolution); its internal
+        # gRPC port listens on loopback only, so it must be loopback, not the machine's outbound address.
+        env.update({"DAPR_API_TOKEN": self.api_token, "APP_API_TOKEN": self.app_token, "DAPR_HOST_IP": "127.0.0.1",
                     BROKERS_ENV: brokers, SECRETS_FILE_ENV: str(secrets_file)})  # fmt: skip
         self.child = ChildProcess(f"daprd {self.dapr_app_id}", args, env, folder / f"daprd-{self.dapr_app_id}.log")
 
