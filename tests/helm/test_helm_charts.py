@@ -167,6 +167,10 @@ def test_dapr_sidecars_are_annotated_and_the_app_gets_both_tokens(rendered: Rend
         assert probes == [50051, 50051, 50051]
     gateway = deployments["gateway"]["spec"]["template"]
     assert gateway["metadata"]["annotations"]["dapr.io/app-id"] == "gateway"
+    # The gateway's sidecar requires the API token and the gateway sends it (DAPR_API_TOKEN from the same Secret).
+    gateway_env = {e["name"]: e.get("valueFrom", {}) for e in gateway["spec"]["containers"][0]["env"]}
+    token_secret = gateway["metadata"]["annotations"]["dapr.io/api-token-secret"]
+    assert gateway_env["DAPR_API_TOKEN"]["secretKeyRef"] == {"name": token_secret, "key": "token"}
     assert [gateway["spec"]["containers"][0][p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")] == [
         "/readyz",
         "/healthz",

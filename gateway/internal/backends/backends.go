@@ -42,8 +42,8 @@ func Dial(address config.Address, size int) (*Pool, error) {
 	}
 	if address.DaprAppID != "" {
 		options = append(options,
-			grpc.WithChainUnaryInterceptor(daprUnary(address.DaprAppID)),
-			grpc.WithChainStreamInterceptor(daprStream(address.DaprAppID)))
+			grpc.WithChainUnaryInterceptor(daprUnary(address.DaprAppID, address.DaprAPIToken)),
+			grpc.WithChainStreamInterceptor(daprStream(address.DaprAppID, address.DaprAPIToken)))
 	}
 	pool := &Pool{address: address}
 	for range size {
@@ -78,19 +78,33 @@ func (p *Pool) Close() {
 	}
 }
 
-// daprUnary names the target app on every unary call through a sidecar.
-func daprUnary(appID string) grpc.UnaryClientInterceptor {
+// daprMetadata is what every call through a sidecar carries: the target app, and the sidecar's API token when
+// one is configured (a sidecar with a token refuses calls without it).
+func daprMetadata(appID, apiToken string, stream bool) []string {
+	kv := []string{"dapr-app-id", appID}
+	if stream {
+		kv = append(kv, "dapr-stream", "true")
+	}
+	if apiToken != "" {
+		kv = append(kv, "dapr-api-token", apiToken)
+	}
+	return kv
+}
+
+// daprUnary names the target app (and sends the API token) on every unary call through a sidecar.
+func daprUnary(appID, apiToken string) grpc.UnaryClientInterceptor {
+	kv := daprMetadata(appID, apiToken, false)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		ctx = metadata.AppendToOutgoingContext(ctx, "dapr-app-id", appID)
-		return invoker(ctx, method, req, reply, cc, opts...)
+		return invoker(metadata.AppendToOutgoingContext(ctx, kv...), method, req, reply, cc, opts...)
 	}
 }
 
-// daprStream names the target app on every stream through a sidecar; Dapr proxies a stream only with dapr-stream.
-func daprStream(appID string) grpc.StreamClientInterceptor {
+// daprStream names the target app (and sends the API token) on every stream through a sidecar; Dapr proxies a
+// stream only with dapr-stream.
+func daprStream(appID, apiToken string) grpc.StreamClientInterceptor {
+	kv := daprMetadata(appID, apiToken, true)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		ctx = metadata.AppendToOutgoingContext(ctx, "dapr-app-id", appID, "dapr-stream", "true")
-		return streamer(ctx, desc, cc, method, opts...)
+		return streamer(metadata.AppendToOutgoingContext(ctx, kv...), desc, cc, method, opts...)
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	BackendFor map[string]string
 	// DaprAddress, when set, receives every call, with dapr-app-id naming the service's app.
 	DaprAddress string
+	// DaprAPIToken is the sidecar's API token (DAPR_API_TOKEN, the Dapr injector's name; environment only, so it
+	// never shows in a process listing): sent as dapr-api-token on every call to the sidecar, never elsewhere.
+	DaprAPIToken string
 	// StaticDir holds the web page; empty serves none.
 	StaticDir string
 	// DevKeyFile holds the token signing key of the embedded default; empty turns the dev token endpoint off.
@@ -62,6 +65,8 @@ type Address struct {
 	Target string
 	// DaprAppID is empty unless the target is a Dapr sidecar.
 	DaprAppID string
+	// DaprAPIToken goes with every call as dapr-api-token; empty unless the target is a Dapr sidecar.
+	DaprAPIToken string
 }
 
 // DaprAppID is the Dapr app id of the service of app id appID: a DNS label in Kubernetes, so "_" becomes "-"
@@ -71,7 +76,7 @@ func DaprAppID(appID string) string { return strings.ReplaceAll(appID, "_", "-")
 // AddressOf returns where the service of app id appID is called.
 func (c Config) AddressOf(appID string) Address {
 	if c.DaprAddress != "" {
-		return Address{Target: c.DaprAddress, DaprAppID: DaprAppID(appID)}
+		return Address{Target: c.DaprAddress, DaprAppID: DaprAppID(appID), DaprAPIToken: c.DaprAPIToken}
 	}
 	if target, ok := c.BackendFor[appID]; ok {
 		return Address{Target: target}
@@ -136,6 +141,8 @@ func Load(env []string, args []string) (Config, error) {
 		StaticDir:   *values["TODO_GATEWAY_STATIC_DIR"],
 		DevKeyFile:  *values["TODO_GATEWAY_DEV_KEY_FILE"],
 		BackendFor:  map[string]string{},
+		// Read whatever the backend: only AddressOf decides where it goes (a sidecar, and nowhere else).
+		DaprAPIToken: environ["DAPR_API_TOKEN"],
 	}
 	for _, appID := range AppIDs {
 		if target := environ["TODO_GATEWAY_BACKEND_"+strings.ToUpper(appID)]; target != "" {
@@ -182,6 +189,12 @@ func (c Config) validate() error {
 		}
 		if c.GRPCListen == c.Listen {
 			return errors.New("TODO_GATEWAY_GRPC_LISTEN must differ from TODO_GATEWAY_LISTEN")
+		}
+	}
+	for _, r := range c.DaprAPIToken {
+		// gRPC metadata values are printable ASCII; anything else would fail every call instead of the start.
+		if r < 0x20 || r > 0x7e {
+			return errors.New("DAPR_API_TOKEN must be printable ASCII")
 		}
 	}
 	if c.DaprAddress != "" {

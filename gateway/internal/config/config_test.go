@@ -57,6 +57,23 @@ func TestDaprSidecarNamesTheAppOfEachService(t *testing.T) {
 	}
 }
 
+func TestTheSidecarsAPITokenGoesOnlyToTheSidecar(t *testing.T) {
+	cfg := load(t, []string{"TODO_GATEWAY_DAPR_ADDRESS=127.0.0.1:50001", "DAPR_API_TOKEN=s3cret"})
+	if got := cfg.AddressOf("task_svc"); got != (config.Address{Target: "127.0.0.1:50001", DaprAppID: "task-svc", DaprAPIToken: "s3cret"}) {
+		t.Fatalf("task_svc goes to %+v", got)
+	}
+	direct := load(t, []string{"TODO_GATEWAY_BACKEND=127.0.0.1:50051", "TODO_GATEWAY_BACKEND_CHAT_SVC=127.0.0.1:6000", "DAPR_API_TOKEN=s3cret"})
+	for _, appID := range []string{"task_svc", "chat_svc"} {
+		if got := direct.AddressOf(appID); got.DaprAPIToken != "" || got.DaprAppID != "" {
+			t.Fatalf("%s without a sidecar goes to %+v", appID, got)
+		}
+	}
+	_, err := config.Load([]string{"TODO_GATEWAY_DAPR_ADDRESS=127.0.0.1:50001", "DAPR_API_TOKEN=bad\ntoken"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "DAPR_API_TOKEN") {
+		t.Fatalf("a token that cannot travel as metadata must be refused naming DAPR_API_TOKEN, got %v", err)
+	}
+}
+
 func TestFlagsOverrideTheEnvironment(t *testing.T) {
 	cfg := load(t, []string{"TODO_GATEWAY_BACKEND=127.0.0.1:50051", "TODO_GATEWAY_LISTEN=127.0.0.1:1"},
 		"-listen", "127.0.0.1:9090", "-backend-for", "audit_svc=127.0.0.1:7000", "-cors-origins", "https://a.test, https://b.test")

@@ -305,6 +305,51 @@ func TestDaprSidecarCallsNameTheAppAndStreams(t *testing.T) {
 	}
 }
 
+func TestDaprSidecarCallsCarryTheSidecarsAPIToken(t *testing.T) {
+	f := start(t, func(cfg *config.Config) {
+		cfg.DaprAddress, cfg.Backend = cfg.Backend, ""
+		cfg.DaprAPIToken = "sidecar-token"
+	})
+	f.do(t, http.MethodGet, "/v1/tasks/t-1", map[string]string{"Authorization": "Bearer abc"})
+	md := f.backend.last()
+	if got := md.Get("dapr-api-token"); len(got) != 1 || got[0] != "sidecar-token" {
+		t.Fatalf("unary call: dapr-api-token %v", got)
+	}
+	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer abc" {
+		t.Fatalf("the user's token must still travel beside the sidecar's: %v", got)
+	}
+	events := openEvents(t, f, "", nil)
+	if _, err := events.next(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.backend.last().Get("dapr-api-token"); len(got) != 1 || got[0] != "sidecar-token" {
+		t.Fatalf("stream: dapr-api-token %v", got)
+	}
+	if resp, body := f.do(t, http.MethodGet, "/readyz", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("readiness through a sidecar that got its token: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestTheSidecarsAPITokenNeverGoesToADirectBackend(t *testing.T) {
+	// DAPR_API_TOKEN may be in the environment of a gateway that calls the services directly: it must stay there.
+	f := start(t, func(cfg *config.Config) { cfg.DaprAPIToken = "sidecar-token" })
+	f.do(t, http.MethodGet, "/v1/tasks/t-1", nil)
+	events := openEvents(t, f, "", nil)
+	if _, err := events.next(); err != nil {
+		t.Fatal(err)
+	}
+	f.backend.mu.Lock()
+	defer f.backend.mu.Unlock()
+	if len(f.backend.metadata) < 2 {
+		t.Fatalf("expected a unary call and a stream, saw %d calls", len(f.backend.metadata))
+	}
+	for _, md := range f.backend.metadata {
+		if got := md.Get("dapr-api-token"); len(got) != 0 {
+			t.Fatalf("a direct backend got dapr-api-token %v", got)
+		}
+	}
+}
+
 func TestReadinessFollowsTheBackendsHealth(t *testing.T) {
 	f := start(t, nil)
 	if resp, body := f.do(t, http.MethodGet, "/readyz", nil); resp.StatusCode != http.StatusOK {

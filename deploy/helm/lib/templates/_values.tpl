@@ -63,9 +63,9 @@ gateway:
   staticDir: /app/web
   grpcFront: false
   corsOrigins: ""
-  # Send Dapr's API token to the sidecar (needs a gateway that sends dapr-api-token). Without it the sidecar's API
-  # is still reachable only from inside the pod: daprd listens on loopback by default.
-  daprApiToken: false
+  # The gateway's sidecar requires Dapr's API token (dapr.io/api-token-secret) and the gateway sends it
+  # (DAPR_API_TOKEN from the same Secret) as dapr-api-token on every call. false: no token on either side.
+  daprApiToken: true
 global:
   runtime: dapr
   image:
