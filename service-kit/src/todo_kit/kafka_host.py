@@ -35,18 +35,15 @@ import asyncio
 import logging
 import signal
 import sys
-import zlib
 from collections.abc import Mapping, Sequence
-
-import sqlalchemy as sa
 
 from todo_kit.auth import signing_key_for
 from todo_kit.config import ConfigError, Settings
-from todo_kit.db import Database, ensure_database, migrate
+from todo_kit.db import Database
 from todo_kit.embedded_host import check_port_free, installed_units
 from todo_kit.hosting import HostBase
 from todo_kit.logs import configure_logging
-from todo_kit.runtime.jobstore import create_job_table
+from todo_kit.migrate import prepare_database
 from todo_kit.runtime.kafka import KafkaRuntime, KafkaSettings
 from todo_kit.runtime.port import ServiceUnit, Subscription
 
@@ -115,30 +112,9 @@ class KafkaHost(HostBase):
         return signing_key_for(self.settings, create=False)
 
     async def prepare_database(self, unit: ServiceUnit, name: str) -> None:
-        """Creates the database only if the unit's role cannot reach it; migrates it with replicas taking turns.
-
-        A service's role usually may connect to its own database only (made by
-        an administrator beforehand), so the maintenance database is tried
-        only when the own one is not there.
-        """
-        owner = Database(self.database_url(name), pool_size=1)
-        try:
-            try:
-                async with owner.engine.connect() as conn:
-                    await conn.execute(sa.text("SELECT 1"))
-            except Exception:
-                await ensure_database(self.admin_url(), name)
-            async with owner.engine.connect() as conn:
-                # A session lock (not a transaction's): Alembic runs on connections of its own meanwhile.
-                key = zlib.crc32(f"todo-migrations:{unit.app_id}".encode())
-                await conn.execute(sa.select(sa.func.pg_advisory_lock(key)))
-                try:
-                    await migrate(unit.migrations, self.database_url(name), runtime_role=unit.runtime_role)
-                    await create_job_table(owner, grant_to=unit.runtime_role)
-                finally:
-                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-        finally:
-            await owner.close()
+        """Creates the database only if the unit's role cannot reach it; migrates it with replicas taking turns
+        (todo_kit.migrate.prepare_database, which the migration Job of a release runs too)."""
+        await prepare_database(unit, self.database_url(name), self.admin_url(), job_table=True)
 
     async def workers_started(self) -> None:
         """SERVING waits (bounded) until every consumer is a member of its group, so nothing published after
