@@ -3,6 +3,7 @@ gateway and its probe, and the gateway they make serves /healthz as uid 10001 wi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -109,3 +110,22 @@ def test_the_probe_fails_when_nothing_listens(gateway_build: Path) -> None:
     assert probe(gateway_build, "not a url\x7f").returncode == 2
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{free_port()}/healthz", timeout=2)
+
+
+def test_the_gateway_sbom_lists_the_modules_go_mod_requires(gateway_build: Path) -> None:
+    listing = subprocess.run(
+        ["go", "version", "-m", str(gateway_build / "todo-gateway")], capture_output=True, text=True, check=True
+    ).stdout
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "images" / "sbom.py"), "--name", "todo-gateway", "--go-version-m"],
+        input=listing, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    components = {c["name"]: c["version"] for c in json.loads(made.stdout)["components"]}
+    required = {}
+    for line in (ROOT / "gateway" / "go.mod").read_text().splitlines():
+        words = line.strip().split()
+        if len(words) >= 2 and words[1].startswith("v") and "." in words[0] and words[0] != "go":
+            required[words[0]] = words[1]
+    assert required, "go.mod lists no modules"
+    for module, version in required.items():
+        assert components.get(module) == version, f"{module} {version} missing from the SBOM"
