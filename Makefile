@@ -145,7 +145,7 @@ faults-distributed: $(INSTALLED) $(GATEWAY_BIN) kafka
 
 test: check web-test unit
 
-check: lint-proto check-contracts check-gateway-gen lint-python test-gateway
+check: lint-proto check-contracts check-gateway-gen lint-python test-gateway lint-images
 
 $(INSTALLED): requirements/dev.txt requirements/services.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
@@ -175,6 +175,20 @@ lint-python: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts-py/src contracts-py/generate.py service-kit/src $(addsuffix /src,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc)
+
+# --- Container images (deploy/images, docs/deploy.md) -------------------------------------------------------------
+# `make images` builds one image per service and the gateway's with docker (buildx), podman or buildah, whichever
+# exists (ENGINE= chooses): todo-chatbot/<name>:$(TAG) under REGISTRY= (e.g. REGISTRY=ghcr.io/example), TAG defaults
+# to the VERSION file, PUSH=1 pushes; bases pinned by digest (deploy/images/bases.lock), SBOMs in build/images/sbom.
+# Without an engine it says so and fails; tests/images proves the images' content by running their recipe instead.
+DOCKERFILES := $(addsuffix /Dockerfile,task_svc reminder_svc recurrence_svc notify_svc audit_svc chat_svc gateway)
+.PHONY: images lint-images
+images:
+	deploy/images/build-images.sh
+
+# hadolint (pinned in requirements/dev.txt) over every Dockerfile.
+lint-images: $(INSTALLED)
+	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 # The pinned Apache Kafka classpath (KRaft broker and tools) in the user's cache folder; the Kafka runtime's tests
 # start a broker from it. A second run only checks the cache.

@@ -36,7 +36,8 @@ from todo_kit.config import ConfigError, Settings
 from todo_kit.db import Database
 from todo_kit.embedded_host import check_port_free
 from todo_kit.hosting import HostBase
-from todo_kit.kafka_host import prepare_service_database, units_named
+from todo_kit.kafka_host import units_named
+from todo_kit.migrate import prepare_database
 from todo_kit.logs import configure_logging
 from todo_kit.ratelimit import RateLimit, RateLimitStore
 from todo_kit.runtime.dapr import (
@@ -94,7 +95,7 @@ class DaprHost(HostBase):
 
     async def prepare_database(self, unit: ServiceUnit, name: str) -> None:
         """Creates the database if its role cannot reach it and migrates it, replicas taking turns."""
-        await prepare_service_database(unit, name, self.database_url(name), self.admin_url(), job_table=False)
+        await prepare_database(unit, self.database_url(name), self.admin_url(), job_table=False)
 
     async def rate_limit_store(self, unit: ServiceUnit, name: str, db: Database, limit: RateLimit) -> RateLimitStore:
         """Per-user buckets in the Dapr state store, shared by every replica of the app."""

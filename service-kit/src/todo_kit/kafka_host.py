@@ -35,18 +35,15 @@ import asyncio
 import logging
 import signal
 import sys
-import zlib
 from collections.abc import Mapping, Sequence
-
-import sqlalchemy as sa
 
 from todo_kit.auth import signing_key_for
 from todo_kit.config import ConfigError, Settings
-from todo_kit.db import Database, ensure_database, migrate
+from todo_kit.db import Database
 from todo_kit.embedded_host import check_port_free, installed_units
 from todo_kit.hosting import HostBase
 from todo_kit.logs import configure_logging
-from todo_kit.runtime.jobstore import create_job_table
+from todo_kit.migrate import prepare_database
 from todo_kit.runtime.kafka import KafkaRuntime, KafkaSettings
 from todo_kit.runtime.port import ServiceUnit, Subscription
 
@@ -66,36 +63,6 @@ def units_named(app_ids: Sequence[str]) -> list[ServiceUnit]:
     if len(set(app_ids)) != len(app_ids):
         raise ConfigError("an app id is named twice")
     return [installed[a] for a in app_ids]
-
-
-async def prepare_service_database(unit: ServiceUnit, name: str, url: str, admin_url: str, *, job_table: bool) -> None:
-    """Creates a unit's database only if its role cannot reach it; migrates it with replicas taking turns.
-
-    A service's role usually may connect to its own database only (made by
-    an administrator beforehand), so the maintenance database (admin_url) is
-    tried only when the own one is not there. name: the database's name,
-    url: its URL. job_table: also create the
-    kit's jobs table (runtimes that keep jobs in the service's database).
-    """
-    owner = Database(url, pool_size=1)
-    try:
-        try:
-            async with owner.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-        except Exception:
-            await ensure_database(admin_url, name)
-        async with owner.engine.connect() as conn:
-            # A session lock (not a transaction's): Alembic runs on connections of its own meanwhile.
-            key = zlib.crc32(f"todo-migrations:{unit.app_id}".encode())
-            await conn.execute(sa.select(sa.func.pg_advisory_lock(key)))
-            try:
-                await migrate(unit.migrations, url, runtime_role=unit.runtime_role)
-                if job_table:
-                    await create_job_table(owner, grant_to=unit.runtime_role)
-            finally:
-                await conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-    finally:
-        await owner.close()
 
 
 class KafkaHost(HostBase):
@@ -145,8 +112,9 @@ class KafkaHost(HostBase):
         return signing_key_for(self.settings, create=False)
 
     async def prepare_database(self, unit: ServiceUnit, name: str) -> None:
-        """Creates the database if its role cannot reach it and migrates it, replicas taking turns."""
-        await prepare_service_database(unit, name, self.database_url(name), self.admin_url(), job_table=True)
+        """Creates the database only if the unit's role cannot reach it; migrates it with replicas taking turns
+        (todo_kit.migrate.prepare_database, which the migration Job of a release runs too)."""
+        await prepare_database(unit, self.database_url(name), self.admin_url(), job_table=True)
 
     async def workers_started(self) -> None:
         """SERVING waits (bounded) until every consumer is a member of its group, so nothing published after

@@ -1,0 +1,3 @@
+module todo-chatbot/probe
+
+go 1.26.0
