@@ -60,7 +60,7 @@ ingress:
   tlsSecret: ""
   annotations: {}
 gateway:
-  staticDir: /app/web
+  staticDir: /srv/web
   grpcFront: false
   corsOrigins: ""
   # The gateway's sidecar requires Dapr's API token (dapr.io/api-token-secret) and the gateway sends it
