@@ -37,8 +37,8 @@ from todo_kit.db import Database
 from todo_kit.embedded_host import check_port_free
 from todo_kit.hosting import HostBase
 from todo_kit.kafka_host import units_named
-from todo_kit.migrate import prepare_database
 from todo_kit.logs import configure_logging
+from todo_kit.migrate import prepare_database
 from todo_kit.ratelimit import RateLimit, RateLimitStore
 from todo_kit.runtime.dapr import (
     DaprRuntime,
