@@ -51,7 +51,7 @@ from todo_contracts import topics
 from todo_kit.commands import command_channel, retry_options
 from todo_kit.config import ConfigError, env_int, env_str
 from todo_kit.messaging import OutgoingEvent
-from todo_kit.runtime.port import FailurePolicy, JobExists, JobHandler, JobOptions, Subscription
+from todo_kit.runtime.port import FailurePolicy, JobExists, JobHandler, JobOptions, Subscription, UnitRuntime
 
 log = logging.getLogger(__name__)
 
@@ -224,35 +224,6 @@ def job_data_bytes(data: any_pb2.Any) -> bytes:
     return bytes(data.value)
 
 
-class DaprUnitRuntime:
-    """The runtime port as one unit sees it."""
-
-    def __init__(self, runtime: DaprRuntime, app_id: str) -> None:
-        self._runtime = runtime
-        self._app_id = app_id
-
-    @property
-    def app_id(self) -> str:
-        """The unit this runtime is bound to."""
-        return self._app_id
-
-    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Publishes through the sidecar (see DaprRuntime.publish)."""
-        await self._runtime.publish(events)
-
-    def channel(self, target_app_id: str) -> grpc.aio.Channel:
-        """A channel to the target through the own sidecar."""
-        return self._runtime.channel(target_app_id)
-
-    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
-        """Schedules the job through the Jobs API."""
-        await self._runtime.schedule_job(self._app_id, name, due_time, data, options or JobOptions())
-
-    async def delete_job(self, name: str) -> None:
-        """Deletes the job through the Jobs API; a missing job is not an error."""
-        await self._runtime.delete_job(self._app_id, name)
-
-
 class DaprRuntime:
     """The runtime port on a Dapr sidecar for the unit of one process."""
 
@@ -275,9 +246,9 @@ class DaprRuntime:
             self._channel = sidecar_channel(self.settings)
         return dapr_pb2_grpc.DaprStub(self._channel)
 
-    def for_unit(self, app_id: str) -> DaprUnitRuntime:
+    def for_unit(self, app_id: str) -> UnitRuntime:
         """The port bound to one unit."""
-        return DaprUnitRuntime(self, app_id)
+        return UnitRuntime(self, app_id)
 
     def add_subscription(self, app_id: str, subscription: Subscription) -> None:
         """Registers a unit's subscription (listed to the sidecar by ListTopicSubscriptions)."""
@@ -342,8 +313,11 @@ class DaprRuntime:
             )
         return self._commands[target_app_id]
 
-    async def schedule_job(self, app_id: str, name: str, due_time: datetime, data: bytes, options: JobOptions) -> None:
+    async def schedule_job(
+        self, app_id: str, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None
+    ) -> None:
         """ScheduleJob with the unit's job name; JobExists when overwrite is off and the sidecar has the job."""
+        options = options or JobOptions()
         if not name:
             raise ValueError("a job needs a name")
         job = jobs_pb2.Job(

@@ -58,10 +58,11 @@ from todo_kit.runtime.port import (
     JobHandler,
     JobOptions,
     Subscription,
+    UnitRuntime,
 )
 from todo_kit.supervision import Supervisor, wait_for_wake
 
-__all__ = ["JOB_LANE_SIZE", "EmbeddedRuntime", "EmbeddedUnitRuntime", "dead_letters", "event_log", "jobs"]
+__all__ = ["JOB_LANE_SIZE", "EmbeddedRuntime", "dead_letters", "event_log", "jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -148,35 +149,6 @@ class _Undelivered:
     reason: str
 
 
-class EmbeddedUnitRuntime:
-    """The runtime port as one unit sees it: its app id bound, its jobs only."""
-
-    def __init__(self, runtime: EmbeddedRuntime, app_id: str) -> None:
-        self._runtime = runtime
-        self._app_id = app_id
-
-    @property
-    def app_id(self) -> str:
-        """The unit this runtime is bound to."""
-        return self._app_id
-
-    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Appends to the shared event log (see EmbeddedRuntime.publish)."""
-        await self._runtime.publish(events)
-
-    def channel(self, target_app_id: str) -> grpc.aio.Channel:
-        """Every unit is served by this process's own server, over loopback."""
-        return self._runtime.channel(target_app_id)
-
-    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
-        """Stores the job (see EmbeddedRuntime.schedule_job)."""
-        await self._runtime.schedule_job(self._app_id, name, due_time, data, options)
-
-    async def delete_job(self, name: str) -> None:
-        """Deletes the job if it is still there."""
-        await self._runtime.delete_job(self._app_id, name)
-
-
 class EmbeddedRuntime:
     """The runtime port for units hosted in one process."""
 
@@ -213,9 +185,9 @@ class EmbeddedRuntime:
                 await conn.execute(sa.text(statement))
         await create_job_table(self.db)
 
-    def for_unit(self, app_id: str) -> EmbeddedUnitRuntime:
+    def for_unit(self, app_id: str) -> UnitRuntime:
         """The port bound to one unit."""
-        return EmbeddedUnitRuntime(self, app_id)
+        return UnitRuntime(self, app_id)
 
     # --- the port ---------------------------------------------------------
 

@@ -57,7 +57,7 @@ from todo_kit.db import Database
 from todo_kit.messaging import OutgoingEvent
 from todo_kit.request_context import bind_traceparent
 from todo_kit.runtime.jobstore import JobStore
-from todo_kit.runtime.port import DropEvent, HandlerOutcome, JobHandler, JobOptions, Subscription
+from todo_kit.runtime.port import DropEvent, HandlerOutcome, JobHandler, JobOptions, Subscription, UnitRuntime
 
 log = logging.getLogger(__name__)
 
@@ -186,35 +186,6 @@ class _Undelivered:
     reason: str
 
 
-class KafkaUnitRuntime:
-    """The runtime port as one unit sees it."""
-
-    def __init__(self, runtime: KafkaRuntime, app_id: str) -> None:
-        self._runtime = runtime
-        self._app_id = app_id
-
-    @property
-    def app_id(self) -> str:
-        """The unit this runtime is bound to."""
-        return self._app_id
-
-    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Produces the events and waits for the broker's acknowledgements (see KafkaRuntime.publish)."""
-        await self._runtime.publish(events)
-
-    def channel(self, target_app_id: str) -> grpc.aio.Channel:
-        """A channel to the target's configured address."""
-        return self._runtime.channel(target_app_id)
-
-    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
-        """Stores the job in this unit's own jobs table."""
-        await self._runtime.job_store(self._app_id).schedule_job(self._app_id, name, due_time, data, options)
-
-    async def delete_job(self, name: str) -> None:
-        """Deletes the job if it is still there."""
-        await self._runtime.job_store(self._app_id).delete_job(self._app_id, name)
-
-
 class KafkaRuntime:
     """The runtime port on Kafka for the units of one process."""
 
@@ -240,9 +211,9 @@ class KafkaRuntime:
 
     # --- set-up -------------------------------------------------------------
 
-    def for_unit(self, app_id: str) -> KafkaUnitRuntime:
+    def for_unit(self, app_id: str) -> UnitRuntime:
         """The port bound to one unit."""
-        return KafkaUnitRuntime(self, app_id)
+        return UnitRuntime(self, app_id)
 
     def attach_database(self, app_id: str, db: Database) -> None:
         """Keeps a unit's jobs in its own database (whose jobs table exists: jobstore.create_job_table)."""
@@ -352,6 +323,16 @@ class KafkaRuntime:
         """Produces events in order (key = partition key) and waits until the broker acknowledged them all."""
         header = [("content-type", CONTENT_TYPE.encode())]
         await self.produce([(e.topic, e.partition_key.encode(), e.payload, header) for e in events])
+
+    async def schedule_job(
+        self, app_id: str, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None
+    ) -> None:
+        """Stores the job in the unit's own jobs table."""
+        await self.job_store(app_id).schedule_job(app_id, name, due_time, data, options)
+
+    async def delete_job(self, app_id: str, name: str) -> None:
+        """Deletes a job of the unit's own jobs table; a missing one is not an error."""
+        await self.job_store(app_id).delete_job(app_id, name)
 
     def channel(self, target_app_id: str) -> grpc.aio.Channel:
         """A command channel to target_app_id at its address in TODO_SERVICE_ADDRESSES."""

@@ -124,6 +124,53 @@ class Runtime(Protocol):
         """Deletes a job of this unit that has not fired; deleting a missing job is not an error."""
 
 
+class ProcessRuntime(Protocol):
+    """A runtime as a process holds it, for all of its units: each call names the unit."""
+
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """See Runtime.publish."""
+
+    def channel(self, target_app_id: str) -> grpc.aio.Channel:
+        """See Runtime.channel."""
+
+    async def schedule_job(
+        self, app_id: str, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None
+    ) -> None:
+        """See Runtime.schedule_job; app_id's job."""
+
+    async def delete_job(self, app_id: str, name: str) -> None:
+        """See Runtime.delete_job; app_id's job."""
+
+
+class UnitRuntime:
+    """The runtime port as one unit sees it: a process's runtime with the unit's app id bound (its jobs only)."""
+
+    def __init__(self, runtime: ProcessRuntime, app_id: str) -> None:
+        self._runtime = runtime
+        self._app_id = app_id
+
+    @property
+    def app_id(self) -> str:
+        """The unit this runtime is bound to."""
+        return self._app_id
+
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Publishes through the process's runtime."""
+        await self._runtime.publish(events)
+
+    def channel(self, target_app_id: str) -> grpc.aio.Channel:
+        """A command channel to the target, as the process's runtime reaches it."""
+        return self._runtime.channel(target_app_id)
+
+    async def schedule_job(self, name: str, due_time: datetime, data: bytes, options: JobOptions | None = None) -> None:
+        """Schedules this unit's job."""
+        await self._runtime.schedule_job(self._app_id, name, due_time, data, options)
+
+    async def delete_job(self, name: str) -> None:
+        """Deletes this unit's job; a missing job is not an error."""
+        await self._runtime.delete_job(self._app_id, name)
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A unit's interest in the events of a topic (one subscription per topic per unit)."""
