@@ -55,3 +55,32 @@ async def test_a_worker_that_ignores_every_cancel_is_logged_and_left_after_the_s
     assert any("did not stop when cancelled" in r.getMessage() for r in caplog.records)
     release.set()
     await asyncio.sleep(0.05)
+
+
+async def test_a_worker_whose_task_group_failed_is_restarted_not_taken_for_stopped() -> None:
+    runs = 0
+
+    async def fails_soon() -> None:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("the database is restarting")
+
+    async def batch_in_a_task_group() -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:
+            await asyncio.sleep(30)
+        async with asyncio.TaskGroup() as group:
+            # Fails while the group waits at its end: Python 3.11 then leaves the task's cancel count raised.
+            group.create_task(fails_soon())
+
+    supervisor = Supervisor(_no_health)
+    supervisor.add("dispatcher", "svc", batch_in_a_task_group)
+    await supervisor.start()
+    try:
+        for _ in range(100):
+            if runs >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert runs >= 2
+    finally:
+        await asyncio.wait_for(supervisor.stop(), 5)

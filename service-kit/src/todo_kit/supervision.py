@@ -104,7 +104,10 @@ class Supervisor:
         while True:
             started = loop.time()
             try:
-                await worker.run()
+                # In a task of its own: a failed asyncio.TaskGroup of Python 3.11 can leave its task's cancel count
+                # raised (the cancel it sent itself is never taken back), which the check below would mistake for
+                # a stop. This task's count moves only when stop() cancels it.
+                await asyncio.create_task(worker.run(), name=worker.name)
                 log.error("background work ended by itself; starting it again", extra={"worker": worker.name})
             except asyncio.CancelledError:
                 raise
