@@ -141,7 +141,9 @@ async def test_streaming_requests_are_refused_not_let_through_unauthenticated() 
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await chat.write(b"")
                 await chat.read()
-            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            # A write racing the server's refusal can surface as INTERNAL in the client library; either way the
+            # call is refused and never reaches the servicer (checked below).
+            assert raised.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL)
             with pytest.raises(grpc.aio.AioRpcError) as upload:
                 await channel.stream_unary(UPLOAD)(iter([b"", b""]), metadata=metadata)
             assert upload.value.code() == grpc.StatusCode.UNIMPLEMENTED
