@@ -120,15 +120,15 @@ bench-chat: $(INSTALLED)
 # (event-to-client latency, memory per stream); `--record` appends the figures to docs/benchmarks.md.
 .PHONY: bench-gateway
 bench-gateway: $(INSTALLED) $(GATEWAY_BIN)
-	cd bench && TODO_GATEWAY_BIN=$(GATEWAY_BIN) ../$(PY) bench_gateway.py --record
+	cd bench && TODO_GATEWAY_BIN=$(CURDIR)/$(GATEWAY_BIN) ../$(PY) bench_gateway.py --record
 
 # The distributed mode (Kafka, a process per service) beside the embedded default, both started on scratch data and
 # free ports: task commands/s with every consumer keeping up, TaskCreated -> ReminderScheduled, reminder lateness
 # with 10,000 due in one minute, catch-up after the consumers were down 60 s (about 20 minutes); `--record` appends
-# the figures to docs/benchmarks.md.
+# the figures to docs/benchmarks.md. BENCH_ARGS passes more options (e.g. BENCH_ARGS="--lead 240").
 .PHONY: bench-distributed
 bench-distributed: $(INSTALLED) $(GATEWAY_BIN)
-	cd bench && TODO_GATEWAY_BIN=$(GATEWAY_BIN) ../$(PY) bench_distributed.py --record
+	cd bench && TODO_GATEWAY_BIN=$(CURDIR)/$(GATEWAY_BIN) ../$(PY) bench_distributed.py --record $(BENCH_ARGS)
 
 # Randomized fault rounds: mixed load, kill -9 at a random moment, restart, check nothing lost or doubled
 # (several minutes for 100 rounds; figures in docs/reliability.md). A 3-round version runs in `make test`.
