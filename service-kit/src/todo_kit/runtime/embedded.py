@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -46,15 +45,13 @@ import grpc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from todo_contracts import envelope, topics
+from todo_contracts import topics
 from todo_kit.commands import command_channel
 from todo_kit.db import Database, delete_in_batches
 from todo_kit.messaging import OutgoingEvent
-from todo_kit.request_context import bind_traceparent
+from todo_kit.runtime.delivery import Undelivered, deliver
 from todo_kit.runtime.jobstore import JOB_LANE_SIZE, JobStore, create_job_table, jobs
 from todo_kit.runtime.port import (
-    DropEvent,
-    HandlerOutcome,
     JobHandler,
     JobOptions,
     Subscription,
@@ -114,8 +111,6 @@ _UPGRADES = (
 
 _KNOWN_TYPES = frozenset(topics.event_types())
 
-FIRST_RETRY_DELAY = 0.1
-"""The first pause after a handler failed; it doubles up to the configured maximum."""
 DISPATCH_KEYS_AT_ONCE = 16
 """How many partition keys (users) one consumer handles at once; each key's events stay in order."""
 REPLAY_BATCH = 100
@@ -140,13 +135,6 @@ class _Consumer:
     @property
     def name(self) -> str:
         return self.app_id
-
-
-@dataclass(frozen=True)
-class _Undelivered:
-    """Why an event ends in the dead letters."""
-
-    reason: str
 
 
 class EmbeddedRuntime:
@@ -398,10 +386,19 @@ class EmbeddedRuntime:
         """Delivers one partition key's events of a batch, one after the other, dead-lettering what must be."""
         async with limit:
             for row in rows:
-                outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
+                outcome = await self._deliver(consumer, bytes(row.payload))
                 if outcome is not None:
                     await self._dead_letter(consumer, row.seq, row.event_id, row.event_type, bytes(row.payload),
                                             outcome.reason)  # fmt: skip
+
+    async def _deliver(self, consumer: _Consumer, payload: bytes) -> Undelivered | None:
+        return await deliver(
+            consumer.subscription,
+            payload,
+            consumer=consumer.name,
+            retry_for=self.retry_for,
+            max_retry_delay=self.max_retry_delay,
+        )
 
     async def _save_position(self, consumer: _Consumer, position: int) -> None:
         async with self.db.transaction() as conn:
@@ -413,48 +410,6 @@ class EmbeddedRuntime:
                 )
                 .values(position=position)
             )
-
-    async def _deliver(self, consumer: _Consumer, event_id: str, payload: bytes) -> _Undelivered | None:
-        """Hands one event to the consumer until it succeeds; returns why not when it must be dead-lettered."""
-        subscription = consumer.subscription
-        try:
-            event = envelope.decode(payload)
-        except envelope.EnvelopeError as exc:
-            return _Undelivered(f"undecodable: {exc}")
-        if subscription.event_types and event.type not in subscription.event_types:
-            return None
-        bind_traceparent(event.traceparent)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        delay = FIRST_RETRY_DELAY
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                outcome = await subscription.handler(event)
-            except DropEvent as exc:
-                return _Undelivered(f"dropped by the handler: {exc.reason}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = HandlerOutcome.RETRY
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "event handler failed; retrying",
-                    extra={"consumer": consumer.name, "event_id": event_id, "type": event.type, "attempt": attempt,
-                           "error": error},
-                    exc_info=attempt == 1,
-                )  # fmt: skip
-            else:
-                error = "the handler asked to retry"
-            if outcome is None or outcome is HandlerOutcome.SUCCESS:
-                return None
-            if outcome is HandlerOutcome.DROP:
-                return _Undelivered("dropped by the handler")
-            if loop.time() - started >= self.retry_for:
-                return _Undelivered(f"kept failing for {self.retry_for:.0f} s ({attempt} attempts): {error}")
-            await asyncio.sleep(delay * random.uniform(0.75, 1.0))
-            delay = min(delay * 2, self.max_retry_delay)
 
     async def _dead_letter(
         self, consumer: _Consumer, seq: int, event_id: str, event_type: str, payload: bytes, error: str
@@ -493,7 +448,7 @@ class EmbeddedRuntime:
                 )
             ).all()
         for row in rows:
-            outcome = await self._deliver(consumer, row.event_id, bytes(row.payload))
+            outcome = await self._deliver(consumer, bytes(row.payload))
             async with self.db.transaction() as conn:
                 if outcome is None:
                     await conn.execute(sa.delete(dead_letters).where(dead_letters.c.id == row.id))

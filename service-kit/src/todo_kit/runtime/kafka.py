@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import uuid
 from collections import deque
@@ -50,14 +49,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from todo_contracts import envelope, topics
+from todo_contracts import topics
 from todo_kit.commands import command_channel, retry_options
 from todo_kit.config import ConfigError, env_bool, env_int, env_str
 from todo_kit.db import Database
 from todo_kit.messaging import OutgoingEvent
-from todo_kit.request_context import bind_traceparent
+from todo_kit.runtime.delivery import FIRST_RETRY_DELAY, deliver
 from todo_kit.runtime.jobstore import JobStore
-from todo_kit.runtime.port import DropEvent, HandlerOutcome, JobHandler, JobOptions, Subscription, UnitRuntime
+from todo_kit.runtime.port import JobHandler, JobOptions, Subscription, UnitRuntime
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,6 @@ BROKER_PROBE_INTERVAL = 2.0
 """Seconds without records or commits after which a consumer asks whether the broker is there."""
 COMMIT_TIMEOUT_SECONDS = 5.0
 """How long one commit may wait for the broker; a commit that times out is made again later."""
-FIRST_RETRY_DELAY = 0.1
 OBSERVER_PREFIX = "observer-"
 """App ids of a host's observers (tests' event recorders): each process reads every event, in a group of its own."""
 
@@ -179,11 +177,6 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
 
 class BrokerUnavailable(Exception):
     """A consumer could not reach the broker for longer than it may (its unit goes NOT_SERVING)."""
-
-
-@dataclass(frozen=True)
-class _Undelivered:
-    reason: str
 
 
 class KafkaRuntime:
@@ -606,50 +599,15 @@ class TopicConsumer:
 
     async def _handle(self, tp: Any, record: Any) -> None:
         """Hands one record to the unit until it succeeds, or dead-letters it."""
-        outcome = await self._deliver(bytes(record.value or b""))
+        outcome = await deliver(
+            self.subscription,
+            bytes(record.value or b""),
+            consumer=self.group_id,
+            retry_for=self.runtime.retry_for,
+            max_retry_delay=self.runtime.max_retry_delay,
+        )
         if outcome is not None:
             await self._dead_letter(tp, record, outcome.reason)
-
-    async def _deliver(self, payload: bytes) -> _Undelivered | None:
-        subscription = self.subscription
-        try:
-            event = envelope.decode(payload)
-        except envelope.EnvelopeError as exc:
-            return _Undelivered(f"undecodable: {exc}")
-        if subscription.event_types and event.type not in subscription.event_types:
-            return None
-        bind_traceparent(event.traceparent)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        delay = FIRST_RETRY_DELAY
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                outcome = await subscription.handler(event)
-            except DropEvent as exc:
-                return _Undelivered(f"dropped by the handler: {exc.reason}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = HandlerOutcome.RETRY
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "event handler failed; retrying",
-                    extra={"consumer": self.group_id, "event_id": event.id, "type": event.type, "attempt": attempt,
-                           "error": error},
-                    exc_info=attempt == 1,
-                )  # fmt: skip
-            else:
-                error = "the handler asked to retry"
-            if outcome is None or outcome is HandlerOutcome.SUCCESS:
-                return None
-            if outcome is HandlerOutcome.DROP:
-                return _Undelivered("dropped by the handler")
-            if loop.time() - started >= self.runtime.retry_for:
-                return _Undelivered(f"kept failing for {self.runtime.retry_for:.0f} s ({attempt} attempts): {error}")
-            await asyncio.sleep(delay * random.uniform(0.75, 1.0))
-            delay = min(delay * 2, self.runtime.max_retry_delay)
 
     async def _dead_letter(self, tp: Any, record: Any, reason: str) -> None:
         """Produces the record to the dead-letter topic; retried until the broker has it (nothing is lost)."""
