@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
-from host_process import free_port, gateway_bin  # noqa: E402
+from host_process import gateway_bin, stable_ports  # noqa: E402
 from stack import Ports, Stack  # noqa: E402
 
 
@@ -33,11 +33,10 @@ def stack() -> Iterator[Stack]:
     folder = Path(tempfile.mkdtemp(prefix="todo-"))
     key_file = folder / "signing-key"
     key_file.write_text(secrets.token_urlsafe(48))
-    ports = Ports(kafka=free_port(), kafka_controller=free_port(), postgres=free_port(), rest=free_port(),
-                  grpc=free_port(), services_from=free_port())  # fmt: skip
-    while any(ports.services_from <= p < ports.services_from + 8 for p in (ports.kafka, ports.kafka_controller,
-              ports.postgres, ports.rest, ports.grpc)):  # fmt: skip
-        ports = Ports(**{**ports.__dict__, "services_from": free_port()})
+    # Outside the range outgoing connections take: a killed and restarted process must get its port back.
+    kafka, controller, postgres, rest, grpc_front, services_from = stable_ports(5 + 8)[:6]
+    ports = Ports(kafka=kafka, kafka_controller=controller, postgres=postgres, rest=rest, grpc=grpc_front,
+                  services_from=services_from)  # fmt: skip
     env = {
         **os.environ,
         "TODO_JWT_SECRET_FILE": str(key_file),

@@ -66,7 +66,7 @@ from fault_rounds_common import (
     read_service_rows,
     report,
 )
-from host_process import ROOT, free_port, gateway_bin
+from host_process import ROOT, gateway_bin, stable_ports
 
 from todo_contracts import envelope, topics
 from todo_kit.auth import issue_token, signing_key_for
@@ -116,13 +116,10 @@ def stack_env(key_file: Path) -> dict[str, str]:
 
 
 def free_ports() -> Ports:
-    """Ports for a stack, none inside the range its services take."""
-    ports = Ports(kafka=free_port(), kafka_controller=free_port(), postgres=free_port(), rest=free_port(),
-                  grpc=free_port(), services_from=free_port())  # fmt: skip
-    others = (ports.kafka, ports.kafka_controller, ports.postgres, ports.rest, ports.grpc)
-    while any(ports.services_from <= p < ports.services_from + 8 for p in others):
-        ports = Ports(**{**ports.__dict__, "services_from": free_port()})
-    return ports
+    """Ports for a stack, outside the range outgoing connections take (killed processes get theirs back)."""
+    kafka, controller, postgres, rest, grpc_front, services_from = stable_ports(5 + 8)[:6]
+    return Ports(kafka=kafka, kafka_controller=controller, postgres=postgres, rest=rest, grpc=grpc_front,
+                 services_from=services_from)  # fmt: skip
 
 
 def _tp(topic: str, partition: int) -> Any:

@@ -16,7 +16,9 @@ host's own default, frontend/dist when it exists):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -53,6 +55,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def stable_ports(count: int) -> list[int]:
+    """count consecutive free ports below the kernel's range for outgoing connections.
+
+    A port the kernel hands out (bind to port 0) lies in that range, where any
+    outgoing connection may take it as its local port: while a killed service is
+    down, a client of Kafka or PostgreSQL did, and the restarted service could not
+    listen again. Servers that are stopped and restarted use these instead.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chooser = random.Random()
+    for _ in range(500):
+        base = chooser.randrange(10_000, max(10_001, low - count))
+        block = list(range(base, base + count))
+        if all(_port_free(port) for port in block):
+            return block
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def gateway_bin() -> Path:
