@@ -311,8 +311,11 @@ async def test_two_replicas_share_a_topic_and_each_event_has_one_effect_when_one
         await effect_recorder(db, "a", seen_a)(decoded)
 
     try:
-        async with consuming(kafka_broker, "svc", topic, slow_a):
-            async with consuming(kafka_broker, "svc", topic, effect_recorder(db, "b", seen_b)):
+        async with consuming(kafka_broker, "svc", topic, slow_a) as (runtime_a, _, _):
+            async with consuming(kafka_broker, "svc", topic, effect_recorder(db, "b", seen_b)) as (runtime_b, _, _):
+                # Both own partitions before anything is published: on a loaded machine the second member's join
+                # can take longer than the first member needs for the whole batch.
+                assert await runtime_a.wait_joined(60) and await runtime_b.wait_joined(60)
                 await publisher.publish(sent[:300])
                 await eventually(lambda: len(seen_b) >= 20 and len(seen_a) >= 20, timeout=30)
                 await publisher.publish(sent[300:450])
