@@ -140,21 +140,10 @@ async def serve(app_id: str, env: Mapping[str, str]) -> None:
     settings = Settings.from_env(full_env)
     configure_logging(settings.log_level)
     host = DaprHost(settings, units_named([app_id]), dapr, env=full_env)
-    start = asyncio.create_task(host.start())
-    await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
-    if not start.done():
-        start.cancel()
-        await asyncio.gather(start, return_exceptions=True)
-        return
-    start.result()
-    print(
-        f"{app_id} serving on {host.address} beside the Dapr sidecar at {dapr.grpc_address}; stop with SIGTERM",
-        file=sys.stderr,
-        flush=True,
+    await host.serve_until(
+        stopped,
+        lambda: f"{app_id} serving on {host.address} beside the Dapr sidecar at {dapr.grpc_address}; stop with SIGTERM",
     )
-    await stopped
-    log.info("stopping")
-    await host.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

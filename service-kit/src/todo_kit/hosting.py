@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -142,6 +143,23 @@ class HostBase:
     def address(self) -> str:
         """host:port of the gRPC server."""
         return f"{self.settings.grpc_host}:{self.port}"
+
+    async def serve_until(self, stopped: asyncio.Task[Any], serving_line: Callable[[], str]) -> None:
+        """Starts, says serving_line() on stderr (the address is known once started), stops once `stopped` is done.
+
+        A signal during the start stops what the start had begun; a failed start raises its error.
+        """
+        start = asyncio.create_task(self.start())
+        await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():
+            start.cancel()
+            await asyncio.gather(start, return_exceptions=True)
+            return
+        start.result()
+        print(serving_line(), file=sys.stderr, flush=True)
+        await stopped
+        log.info("stopping")
+        await self.stop()
 
     async def start(self) -> None:
         """Opens, migrates, registers, serves, starts the workers, then reports SERVING; all or nothing."""

@@ -136,23 +136,13 @@ async def serve(settings: Settings, kafka: KafkaSettings, app_ids: Sequence[str]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    start = asyncio.create_task(host.start())
     stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
-    if not start.done():
-        # A signal during the start: it stops what it started (HostBase.start).
-        start.cancel()
-        await asyncio.gather(start, return_exceptions=True)
-        return
-    start.result()  # a failed start exits with its message
-    print(
-        f"{', '.join(app_ids)} serving on {host.address} (Kafka {kafka.bootstrap}); stop with SIGTERM or Ctrl-C",
-        file=sys.stderr,
-        flush=True,
+    await host.serve_until(
+        stopped,
+        lambda: (
+            f"{', '.join(app_ids)} serving on {host.address} (Kafka {kafka.bootstrap}); stop with SIGTERM or Ctrl-C"
+        ),
     )
-    await stopped
-    log.info("stopping")
-    await host.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
